@@ -1,0 +1,3 @@
+from microkube.cli import main
+
+raise SystemExit(main())
