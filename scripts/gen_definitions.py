@@ -468,10 +468,12 @@ def build() -> dict[str, dict[str, object]]:
         "description": "FieldsV1 stores a set of fields in a data structure like a Trie, in "
         "JSON format.",
         "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
     }
     defs[RAW] = {
         "description": "RawExtension is used to hold extensions in external versions.",
         "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
     }
     defs[APIEXT + ".JSON"] = {
         "description": "JSON represents any valid JSON value. These types are supported: "
@@ -493,6 +495,7 @@ def build() -> dict[str, dict[str, object]]:
         "description": "CustomResourceSubresourceStatus defines how to serve the status "
         "subresource for CustomResources.",
         "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
     }
     # JSONSchemaProps.properties etc. map to JSONSchemaProps itself in the client; upstream
     # additionally lists "dependencies" as JSONSchemaPropsOrStringArray.
