@@ -15,7 +15,7 @@ writer waits for at most one chunk (``CHUNK`` revisions, a few milliseconds):
 3. After each chunk commits: trim the in-memory watch window (watches from
    below now get 410 Gone) and forget the tombstones just deleted.
 4. Finally ``PRAGMA incremental_vacuum`` gives free pages back to the
-   filesystem and ``PRAGMA wal_checkpoint(TRUNCATE)`` copies the WAL into the
+   filesystem (in jobs of ``VACUUM_PAGES`` pages, again between batches) and ``PRAGMA wal_checkpoint(TRUNCATE)`` copies the WAL into the
    database and truncates it to zero bytes (the store's connection is the only
    reader, so the checkpoint cannot be starved).
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -65,13 +64,24 @@ def _compact_chunk(conn: sa.Connection, lo: int, hi: int) -> list[tuple[str, int
     return tombstones
 
 
-def _shrink(conn: sa.Connection) -> tuple[Any, ...]:
-    """Return free pages to the filesystem, then empty the WAL; returns the checkpoint row."""
+VACUUM_PAGES = 2048
+"""Free pages returned to the filesystem per job (8 MiB of 4 KiB pages)."""
+
+
+def _vacuum_step(conn: sa.Connection) -> int:
+    """Give up to VACUUM_PAGES free pages back; returns how many remain free."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    raw.execute("PRAGMA incremental_vacuum").fetchall()  # steps until every free page is gone
-    row = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    return tuple(row)
+    # executescript steps the pragma to completion; execute() would free one page.
+    raw.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES})")
+    return int(raw.execute("PRAGMA freelist_count").fetchone()[0])
+
+
+def _checkpoint(conn: sa.Connection) -> int:
+    """Copy the WAL into the database and truncate it; returns 1 if it was busy."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    return int(raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
 
 
 class Compactor:
@@ -100,8 +110,10 @@ class Compactor:
                     if self._index.tombstones.get(key) == revision:
                         del self._index.tombstones[key]
                 lo = hi
-            busy, _, _ = await self._writer.run_job(_shrink)
-            if busy:
+            for _ in range(10_000):
+                if await self._writer.run_job(_vacuum_step) == 0:
+                    break
+            if await self._writer.run_job(_checkpoint):
                 _log.warning("WAL checkpoint could not complete (busy); retrying next compaction")
             return self._hub.compacted_revision
 
