@@ -1,0 +1,320 @@
+"""Container, exec, attach and log operations of :class:`~microkube.kubelet.podman.PodmanRuntime`.
+
+Split from ``podman.py`` to keep modules small; this mixin does not import
+``podman``: it uses the host class's ``_run``/``_get``/``_post``/``_delete``
+plumbing (blocking podman-py calls in worker threads, errors already mapped to
+:mod:`runtime` exceptions) and :mod:`podman_stream` for live streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from microkube.kubelet import podman_stream as ps
+from microkube.kubelet import runtime as rt
+
+T = TypeVar("T")
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Podman timestamps: RFC 3339 with nanoseconds, or unix seconds; zero → None."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC) if value > 0 else None
+    m = _TS.match(value or "")
+    if not m or m.group(1).startswith("0001-"):
+        return None
+    frac = (m.group(2) or "0")[:6].ljust(6, "0")
+    tz = m.group(3) or "Z"
+    return datetime.fromisoformat(f"{m.group(1)}.{frac}{'+00:00' if tz == 'Z' else tz}")
+
+
+def label_filter(instance: str, labels: dict[str, str] | None) -> list[str]:
+    wanted = {rt.LABEL_INSTANCE: instance, **(labels or {})}
+    return [f"{k}={v}" for k, v in wanted.items()]
+
+
+def _status_from_inspect(info: dict[str, Any]) -> rt.ContainerStatus:
+    state = info.get("State") or {}
+    labels = (info.get("Config") or {}).get("Labels") or {}
+    raw = (state.get("Status") or "").lower()
+    phase: rt.ContainerState
+    if raw in ("running", "paused", "stopping"):
+        phase = "running"
+    elif raw in ("exited", "stopped"):
+        phase = "exited"
+    elif raw in ("created", "configured", "initialized"):
+        phase = "created"
+    else:
+        phase = "unknown"
+    exit_code = state.get("ExitCode") if phase == "exited" else None
+    oom = bool(state.get("OOMKilled"))
+    reason = ""
+    if phase == "exited":
+        reason = "OOMKilled" if oom else ("Completed" if exit_code == 0 else "Error")
+    return rt.ContainerStatus(
+        id=info["Id"],
+        name=labels.get(rt.LABEL_CONTAINER_NAME, info.get("Name", "")),
+        sandbox_id=info.get("Pod") or "",
+        pod_uid=labels.get(rt.LABEL_POD_UID, ""),
+        labels=labels,
+        state=phase,
+        exit_code=exit_code,
+        started_at=parse_time(state.get("StartedAt")),
+        finished_at=parse_time(state.get("FinishedAt")) if phase == "exited" else None,
+        created_at=parse_time(info.get("Created")),
+        image=info.get("ImageName", ""),
+        image_id=info.get("Image", ""),
+        restart_count=int(labels.get(rt.LABEL_RESTART_COUNT, "0") or 0),
+        oom_killed=oom,
+        reason=reason,
+        message=state.get("Error", "") or "",
+    )
+
+
+class ContainerOps:
+    """Container-level methods; mixed into ``PodmanRuntime``."""
+
+    instance: str
+    socket_path: Path
+    _run: Callable[..., Any]
+    _get: Callable[..., Any]
+    _post: Callable[..., Any]
+    _delete: Callable[..., None]
+    _labels: Callable[..., dict[str, str]]
+
+    async def create_container(self, sandbox_id: str, config: rt.ContainerConfig) -> str:
+        pod = await self._run(partial(self._get, f"/pods/{sandbox_id}/json"))
+        pod_labels = pod.get("Labels") or {}
+        uid = pod_labels.get(rt.LABEL_POD_UID, "")
+        ns, pod_name = pod_labels.get(rt.LABEL_NAMESPACE, ""), pod_labels.get(rt.LABEL_POD_NAME, "")
+        labels = self._labels(
+            config.labels,
+            **{
+                rt.LABEL_POD_UID: uid,
+                rt.LABEL_NAMESPACE: ns,
+                rt.LABEL_POD_NAME: pod_name,
+                rt.LABEL_CONTAINER_NAME: config.name,
+                rt.LABEL_RESTART_COUNT: str(config.restart_count),
+            },
+        )
+        name = (
+            f"{self.instance}_{ns}_{pod_name}_{config.name}_{config.restart_count}"
+            f"_{uid.replace('-', '')[:8]}"
+        )
+        body: dict[str, Any] = {
+            "name": name,
+            "image": rt.normalize_image(config.image),
+            "pod": pod["Id"],
+            "labels": labels,
+            "env": config.env,
+            "terminal": config.tty,
+            "stdin": config.stdin,
+            "privileged": config.privileged,
+            "cap_add": config.cap_add,
+            "cap_drop": config.cap_drop,
+            "read_only_filesystem": config.read_only_rootfs,
+            "log_configuration": {"driver": "k8s-file"},
+            "mounts": [
+                {
+                    "destination": m.container_path,
+                    "source": m.host_path,
+                    "type": "bind",
+                    "options": ["rbind", "ro" if m.read_only else "rw"],
+                }
+                for m in config.mounts
+            ],
+        }
+        if config.command:
+            body["entrypoint"] = config.command
+        if config.args:
+            body["command"] = config.args
+        if config.working_dir:
+            body["work_dir"] = config.working_dir
+        if config.user is not None or config.group is not None:
+            user = str(config.user if config.user is not None else 0)
+            body["user"] = user + (f":{config.group}" if config.group is not None else "")
+        limits: dict[str, Any] = {}
+        if config.memory_limit_bytes:
+            limits["memory"] = {"limit": config.memory_limit_bytes}
+        if config.cpu_limit_millis:
+            limits["cpu"] = {"quota": config.cpu_limit_millis * 100, "period": 100_000}
+        if limits:
+            body["resource_limits"] = limits
+        created = await self._run(partial(self._post, "/containers/create", body))
+        return str(created["Id"])
+
+    async def start_container(self, container_id: str) -> None:
+        await self._run(partial(self._post, f"/containers/{container_id}/start"))
+
+    async def stop_container(self, container_id: str, grace_period: float) -> None:
+        """SIGTERM, then SIGKILL after ``grace_period`` seconds (Podman's stop)."""
+        secs = max(0, int(round(grace_period)))
+        path = f"/containers/{container_id}/stop"
+        await self._run(partial(self._post, path, http_timeout=secs + 60, timeout=secs))
+
+    async def remove_container(self, container_id: str) -> None:
+        await self._run(
+            partial(self._delete, f"/containers/{container_id}", force="true", v="true")
+        )
+
+    async def container_status(self, container_id: str) -> rt.ContainerStatus:
+        info = await self._run(partial(self._get, f"/containers/{container_id}/json"))
+        return _status_from_inspect(info)
+
+    async def list_containers(
+        self, labels: dict[str, str] | None = None, *, sandbox_id: str | None = None
+    ) -> list[rt.ContainerStatus]:
+        filters: dict[str, list[str]] = {"label": label_filter(self.instance, labels)}
+        filters["label"].append(rt.LABEL_CONTAINER_NAME)
+        if sandbox_id:
+            filters["pod"] = [sandbox_id]
+
+        def go() -> list[rt.ContainerStatus]:
+            out = []
+            for c in self._get("/containers/json", all="true", filters=json.dumps(filters)):
+                try:
+                    out.append(_status_from_inspect(self._get(f"/containers/{c['Id']}/json")))
+                except rt.RuntimeNotFound:
+                    continue
+            return out
+
+        return await self._run(go)
+
+    async def cleanup_all(self) -> None:
+        """Remove every pod, container and network labelled with this instance."""
+        flt = json.dumps({"label": label_filter(self.instance, None)})
+
+        def go() -> None:
+            for pod in self._get("/pods/json", filters=flt):
+                self._delete(f"/pods/{pod['Id']}", force="true")
+            for c in self._get("/containers/json", all="true", filters=flt):
+                self._delete(f"/containers/{c['Id']}", force="true", v="true")
+            for net in self._get("/networks/json", filters=flt):
+                self._delete(f"/networks/{net['name']}", force="true")
+
+        await self._run(go)
+
+    # -- exec, attach, logs ------------------------------------------------
+
+    async def _exec_wait(self, exec_id: str) -> int:
+        while True:
+            info = await ps.call(self.socket_path, "GET", f"/exec/{exec_id}/json")
+            if not info.get("Running"):
+                return int(info.get("ExitCode") or 0)
+            await asyncio.sleep(0.02)
+
+    async def exec_stream(
+        self, container_id: str, cmd: list[str], *, tty: bool = False, stdin: bool = False
+    ) -> ps.StreamSession:
+        body = {
+            "AttachStdin": stdin,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": tty,
+            "Cmd": cmd,
+        }
+        created = await ps.call(self.socket_path, "POST", f"/containers/{container_id}/exec", body)
+        exec_id = created["Id"]
+        resp = await ps.request(
+            self.socket_path,
+            "POST",
+            f"/exec/{exec_id}/start",
+            {"Detach": False, "Tty": tty},
+            upgrade=True,
+        )
+
+        async def resize(width: int, height: int) -> None:
+            await ps.call(self.socket_path, "POST", f"/exec/{exec_id}/resize?h={height}&w={width}")
+
+        return ps.StreamSession(
+            resp, tty=tty, resize=resize, wait=partial(self._exec_wait, exec_id)
+        )
+
+    async def exec_sync(
+        self, container_id: str, cmd: list[str], timeout_seconds: float
+    ) -> tuple[int, bytes, bytes]:
+        """Run ``cmd`` to completion; raise ``TimeoutError`` after ``timeout_seconds``."""
+        session = await self.exec_stream(container_id, cmd)
+        out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                while (chunk := await session.read()) is not None:
+                    out[chunk[0]].append(chunk[1])
+                code = await session.wait()
+        finally:
+            await session.close()
+        return code, b"".join(out["stdout"]), b"".join(out["stderr"])
+
+    async def attach(
+        self, container_id: str, *, stdin: bool = False, tty: bool = False
+    ) -> ps.StreamSession:
+        flag = "true" if stdin else "false"
+        resp = await ps.request(
+            self.socket_path,
+            "POST",
+            f"/containers/{container_id}/attach?stream=true&stdout=true&stderr=true&stdin={flag}",
+            upgrade=True,
+        )
+
+        async def resize(width: int, height: int) -> None:
+            await ps.call(
+                self.socket_path, "POST", f"/containers/{container_id}/resize?h={height}&w={width}"
+            )
+
+        async def wait() -> int:
+            code = await ps.call(self.socket_path, "POST", f"/containers/{container_id}/wait")
+            return int(code)
+
+        return ps.StreamSession(resp, tty=tty, resize=resize, wait=wait)
+
+    async def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = False,
+        since: datetime | None = None,
+        tail: int | None = None,
+        timestamps: bool = False,
+    ) -> AsyncIterator[rt.LogLine]:
+        # Timestamps are always requested so LogLine.timestamp is filled;
+        # ``timestamps`` only matters to callers formatting the lines.
+        del timestamps
+        params = "stdout=true&stderr=true&timestamps=true"
+        params += f"&follow={'true' if follow else 'false'}"
+        if since is not None:
+            params += f"&since={int(since.timestamp())}"
+        if tail is not None:
+            params += f"&tail={tail}"
+        resp = await ps.request(
+            self.socket_path, "GET", f"/containers/{container_id}/logs?{params}"
+        )
+        demux = ps.Demuxer(resp.read_some, tty=False)
+        pending: dict[rt.Stream, bytes] = {"stdout": b"", "stderr": b""}
+        try:
+            while (chunk := await demux.next()) is not None:
+                stream, data = chunk
+                buf = pending[stream] + data
+                *lines, pending[stream] = buf.split(b"\n")
+                for line in lines:
+                    item = _log_line(stream, line + b"\n")
+                    if since is None or item.timestamp is None or item.timestamp >= since:
+                        yield item
+            for stream, rest in pending.items():
+                if rest:
+                    yield _log_line(stream, rest)
+        finally:
+            resp.close()
+
+
+def _log_line(stream: rt.Stream, line: bytes) -> rt.LogLine:
+    stamp, sep, rest = line.partition(b" ")
+    ts = parse_time(stamp.decode("ascii", "replace")) if sep else None
+    return rt.LogLine(stream=stream, data=rest if ts else line, timestamp=ts)
