@@ -13,6 +13,17 @@ Writes are durable when they return: they are committed and fsynced, batched
 with concurrent writes (group commit).  Watches replay from an in-memory window
 of recent events and then follow live commits; a revision older than the
 window raises :class:`microkube.errors.Gone`.
+
+Open the implementation with ``store = await microkube.store.log.Store.open(
+db_path, settings)`` and release it with ``await store.close()``;
+``store.engine`` is the shared SQLAlchemy engine for other tables.
+
+Errors (classes of :mod:`microkube.errors`, with plain messages naming the
+key; the API layer re-raises them with Kubernetes wording): ``AlreadyExists``,
+``NotFound``, ``Conflict`` (stale ``expected_revision``),
+``RequestEntityTooLarge`` (encoded object above ``max_object_bytes``),
+``Gone`` (watch below the compacted revision), ``ServiceUnavailable`` (write
+after ``close()``), ``InternalError`` (the database failed; logged).
 """
 
 from __future__ import annotations
@@ -93,7 +104,11 @@ class StoreAPI(Protocol):
     def watch(self, prefix: str, from_revision: int) -> Watch:
         """Every change under ``prefix`` with revision > ``from_revision``, once, in order.
 
-        Raises Gone if ``from_revision`` < ``compacted_revision``.
+        Raises Gone ("too old resource version: R (C)") if ``from_revision`` <
+        ``compacted_revision``; 0 is not special (it replays everything while
+        nothing was compacted).  Matching is a plain key-prefix test.  The
+        iterator *ends* without error when the watcher fell too far behind or
+        the store closed: re-watch from the last revision seen.
         """
 
     async def close(self) -> None: ...

@@ -26,6 +26,7 @@ the revision recorded in ``meta`` only moves with a committed chunk.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import sqlalchemy as sa
@@ -103,7 +104,7 @@ class Compactor:
             while lo < target:
                 hi = min(lo + CHUNK, target)
                 deleted = await self._writer.run_job(
-                    lambda conn, lo=lo, hi=hi: _compact_chunk(conn, lo, hi)
+                    functools.partial(_compact_chunk, lo=lo, hi=hi)
                 )
                 self._hub.trim(hi)
                 for key, revision in deleted:
