@@ -127,7 +127,8 @@ class Writer:
             raw.executemany(_INSERT, rows)
             raw.execute("COMMIT")
         except BaseException:
-            raw.execute("ROLLBACK")
+            if raw.in_transaction:  # a failed COMMIT may already have rolled back
+                raw.execute("ROLLBACK")
             raise
 
     # -- the writer task ---------------------------------------------------
