@@ -16,7 +16,15 @@ the same binary holds as plain text (``json:"…" protobuf:"…,N,…,name=…"`
 * embedded structs serialised inline in JSON (``json:",inline"``), e.g.
   ``Volume.volumeSource`` or ``IngressRule.ingressRuleValue``: their JSON name
   is written as ``""`` and the decoder merges them into the parent object;
-* the rare proto field names that differ from the JSON name.
+* the rare proto field names that differ from the JSON name;
+* which scalar fields Go's encoding/json would leave out when zero: gogo
+  writes every non-pointer scalar, even a zero one, so the wire alone cannot
+  tell ``hostNetwork: false`` (omitempty, dropped from JSON) from
+  ``replicas: 0`` (a pointer, kept). The Go reflection data of the binary can:
+  each struct's field records point at the tag text and at the field's type,
+  whose kind byte says pointer or not. Structs are matched to messages by
+  their set of (proto number, name) pairs; where candidates disagree the
+  field is left as "keep when present".
 
 Output shape (compact on purpose)::
 
@@ -25,7 +33,7 @@ Output shape (compact on purpose)::
                     {"1": ["metadata", ".k8s.io.apimachinery…ObjectMeta", 0], …}},
      "kinds": {"apps/v1/Deployment": "k8s.io.api.apps.v1.Deployment", …}}
 
-A field is ``[json_name, type, repeated]`` or, for a map,
+A field is ``[json_name, type, repeated, omit_zero]`` or, for a map,
 ``[json_name, "map", 0, key_type, value_type]``; a type is a scalar name
 (``string``, ``int64``, ``bool``, ``bytes``, …) or ``.`` + a message's full
 name (enums never occur in Kubernetes protos, which use strings).
@@ -36,10 +44,12 @@ Usage: ``python scripts/gen_proto_schema.py [--kubectl PATH] [--out PATH]``.
 from __future__ import annotations
 
 import argparse
+import array
 import glob
 import gzip
 import json
 import re
+import struct
 import sys
 import zlib
 from pathlib import Path
@@ -51,9 +61,13 @@ from microkube.api import protobuf as wire  # noqa: E402
 
 _GZIP_MAGIC = re.compile(rb"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff")
 _TAG = re.compile(
-    rb'json:"([^",]*)((?:,[a-z]+)*)" protobuf:"(?:bytes|varint|fixed64|fixed32),(\d+),'
-    rb"(?:(?:opt|rep|req),)?name=(\w+)"
+    rb'json:"([^",]*)((?:,[a-z]+)*)"(?: \w+:"[^"]*")* protobuf:"(?:bytes|varint|fixed64|fixed32),'
+    rb"(\d+),(?:(?:opt|rep|req),)?name=(\w+)"
 )
+_IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+# reflect.Kind values (abi.Kind): scalars that encoding/json's omitempty drops at zero.
+_GO_SCALAR_KINDS = set(range(1, 15)) | {24}
+_GO_POINTER = 22
 _SCALARS = {
     1: "double",
     2: "float",
@@ -136,6 +150,131 @@ def struct_tags(binary: bytes) -> tuple[set[tuple[str, int]], dict[tuple[str, in
     return inline, unique
 
 
+class _Elf:
+    """Virtual address <-> file offset for a statically linked ELF64 (Go) binary."""
+
+    def __init__(self, binary: bytes) -> None:
+        self.data = binary
+        phoff = struct.unpack_from("<Q", binary, 0x20)[0]
+        entsize, count = struct.unpack_from("<HH", binary, 0x36)
+        self.loads: list[tuple[int, int, int]] = []
+        for i in range(count):
+            p_type, _, offset, vaddr, _, filesz = struct.unpack_from(
+                "<IIQQQQ", binary, phoff + i * entsize
+            )
+            if p_type == 1:  # PT_LOAD
+                self.loads.append((offset, vaddr, filesz))
+
+    def vaddr(self, offset: int) -> int | None:
+        for start, vaddr, size in self.loads:
+            if start <= offset < start + size:
+                return offset - start + vaddr
+        return None
+
+    def offset(self, vaddr: int) -> int | None:
+        for start, base, size in self.loads:
+            if base <= vaddr < base + size:
+                return vaddr - base + start
+        return None
+
+
+def _name_blobs(elf: _Elf) -> dict[int, tuple[int, str, bool]]:
+    """Go ``abi.Name`` blobs with a protobuf tag: vaddr -> (number, proto name, omitempty).
+
+    A name is ``flags, varint len, name, varint tag len, tag``; the tag text
+    is found by _TAG and the header is recovered by walking back from it.
+    """
+    data = elf.data
+    out: dict[int, tuple[int, str, bool]] = {}
+    for m in _TAG.finditer(data):
+        t = m.start()
+        for width in (1, 2):
+            if width == 1:
+                if data[t - 1] & 0x80:
+                    continue
+                tag_len = data[t - 1]
+            else:
+                if not data[t - 2] & 0x80:
+                    continue
+                tag_len = (data[t - 2] & 0x7F) | data[t - 1] << 7
+            if tag_len < m.end() - t or data[t + tag_len - 1 : t + tag_len] != b'"':
+                continue
+            name_end = t - width
+            for length in range(1, 100):
+                start = name_end - length - 2
+                if (
+                    data[name_end - length - 1] == length
+                    and data[start] & 3 == 3  # exported, has tag
+                    and _IDENT.fullmatch(data[name_end - length : name_end])
+                ):
+                    vaddr = elf.vaddr(start)
+                    if vaddr is not None:
+                        out[vaddr] = (
+                            int(m.group(3)),
+                            m.group(4).decode(),
+                            b"omitempty" in m.group(2),
+                        )
+                    break
+            break
+    return out
+
+
+def go_structs(binary: bytes) -> dict[frozenset[tuple[int, str]], list[dict[int, bool]]]:
+    """Go structs with protobuf tags, keyed by their (number, proto name) set.
+
+    Each value lists, per matching struct, ``number -> omit_zero``: True for a
+    non-pointer scalar tagged omitempty (encoding/json drops it when zero).
+    """
+    elf = _Elf(binary)
+    blobs = _name_blobs(elf)
+
+    def record(vaddr: int) -> tuple[int, int, int] | None:
+        offset = elf.offset(vaddr)
+        if offset is None or offset + 24 > len(binary):
+            return None
+        name, typ, field_offset = struct.unpack_from("<QQQ", binary, offset)
+        if elf.offset(name) is None or elf.offset(typ) is None or field_offset > 1 << 24:
+            return None
+        return name, typ, field_offset
+
+    # structField records are {name *abi.Name, typ *abi.Type, offset uintptr}.
+    hits: list[int] = []
+    for start, base, size in elf.loads:
+        words = array.array("Q")
+        words.frombytes(binary[start : start + size - size % 8])
+        hits += [base + i * 8 for i, word in enumerate(words) if word in blobs]
+
+    out: dict[frozenset[tuple[int, str]], list[dict[int, bool]]] = {}
+    seen: set[int] = set()
+    for hit in hits:
+        first, current = hit, record(hit)
+        while current is not None and current[2] != 0:  # back to the field at offset 0
+            previous = record(first - 24)
+            if previous is None or previous[2] >= current[2]:
+                current = None
+                break
+            first, current = first - 24, previous
+        if current is None or first in seen:
+            continue
+        seen.add(first)
+        fields: dict[int, bool] = {}
+        names: set[tuple[int, str]] = set()
+        address, last = first, -1
+        while (rec := record(address)) is not None and rec[2] > last or address == first:
+            if rec is None:
+                break
+            last = rec[2]
+            if rec[0] in blobs:
+                number, proto_name, omitempty = blobs[rec[0]]
+                type_offset = elf.offset(rec[1])
+                kind = binary[type_offset + 23] & 0x1F if type_offset is not None else 0
+                fields[number] = omitempty and kind in _GO_SCALAR_KINDS
+                names.add((number, proto_name))
+            address += 24
+        out.setdefault(frozenset(names), []).append(fields)
+    return out
+
+
 def _message(
     raw: bytes,
     prefix: str,
@@ -178,6 +317,19 @@ def _type(f: dict[str, Any]) -> str:
     return _SCALARS[int(f["type"])]
 
 
+def _omit_zero(
+    structs: dict[frozenset[tuple[int, str]], list[dict[int, bool]]],
+    fields: list[tuple[int, dict[str, Any]]],
+) -> dict[int, bool]:
+    """number -> omit_zero for a message, if its Go structs all agree."""
+    candidates = structs.get(frozenset((n, str(f["name"])) for n, f in fields), [])
+    agreed: dict[int, bool] = {}
+    for number, _ in fields:
+        votes = {c.get(number, False) for c in candidates}
+        agreed[number] = votes == {True}
+    return agreed
+
+
 def build(binary: bytes, source: str) -> dict[str, Any]:
     raw_messages: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     maps: dict[str, tuple[str, str]] = {}
@@ -191,10 +343,12 @@ def build(binary: bytes, source: str) -> dict[str, Any]:
                 full, _ = _message(value, package, raw_messages, maps)
                 packages[full] = package
     inline, renames = struct_tags(binary)
+    structs = go_structs(binary)
 
     messages: dict[str, dict[str, list[Any]]] = {}
     for full, fields in sorted(raw_messages.items()):
         table: dict[str, list[Any]] = {}
+        omit_zero = _omit_zero(structs, fields)
         for number, f in sorted(fields, key=lambda item: item[0]):
             name = str(f["name"])
             json_name = renames.get((name, number), name)
@@ -205,7 +359,13 @@ def build(binary: bytes, source: str) -> dict[str, Any]:
                 key_type, value_type = maps[type_name]
                 table[str(number)] = [json_name, "map", 0, key_type, value_type]
             else:
-                table[str(number)] = [json_name, type_name, int(f.get("label") == _REPEATED)]
+                repeated = f.get("label") == _REPEATED
+                table[str(number)] = [
+                    json_name,
+                    type_name,
+                    int(repeated),
+                    int(not repeated and omit_zero.get(number, False)),
+                ]
         messages[full] = table
 
     kinds: dict[str, str] = {}

@@ -12,9 +12,13 @@ Wire format (mirrors apimachinery ``runtime/serializer/protobuf``): the magic
 Rather than depend on ``google.protobuf`` and generated classes for ~1100
 messages, the wire format is walked directly here and interpreted with the
 field table of :mod:`.protobuf_schema` (generated from kubectl's own
-descriptors). Kubernetes protos are proto2: a scalar present on the wire is
-kept even when it is zero (``replicas: 0`` must survive); an absent one is
-left out. Types whose JSON form is not their message form are special-cased
+descriptors). Kubernetes protos are proto2 and gogo writes every non-pointer
+scalar, zero or not, so presence alone would turn ``hostNetwork`` into
+``false`` and ``restartPolicy`` into ``""`` where kubectl's JSON leaves them
+out (and server-side defaulting would then see a value). The schema marks
+non-pointer ``omitempty`` scalars (read from the Go types in the same
+binary); those are dropped when zero, exactly as encoding/json does, while a
+pointer sent as zero (``replicas: 0``) is kept. An absent field is left out. Types whose JSON form is not their message form are special-cased
 as apimachinery marshals them: Time/MicroTime → RFC 3339, Duration → Go
 duration string, Quantity → string, IntOrString → int or string,
 RawExtension and FieldsV1 → embedded JSON, bytes → base64, named slices →
@@ -29,7 +33,7 @@ import base64
 import datetime
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from microkube import errors
@@ -236,6 +240,8 @@ def _message_fields(buf: bytes, fields: dict[int, schema.Field], depth: int) -> 
             items = _scalars(field, wire_type, value)
             if field.repeated:
                 out.setdefault(field.json, []).extend(items)
+            elif field.omit_zero and items[-1] in _ZEROS:
+                out.pop(field.json, None)  # gogo wrote it, Go's JSON would not
             else:
                 out[field.json] = items[-1]
         else:
@@ -336,6 +342,7 @@ def _convert(t: str, v: int) -> Any:
 
 
 _SCALAR_TYPES = _VARINT_TYPES | set(_FIXED_WIDTH) | {"string", "bytes"}
+_ZEROS = ("", 0)  # False == 0 and 0.0 == 0 in Python
 
 
 # --- types whose JSON is not their message form -------------------------------
@@ -446,7 +453,7 @@ def _raw_field(buf: bytes, depth: int) -> Any:
     return _embedded_json(raw, depth + 1)
 
 
-_SPECIAL = {
+_SPECIAL: dict[str, Callable[[bytes, int], Any]] = {
     schema.TIME: _time,
     schema.MICRO_TIME: _micro_time,
     schema.DURATION: _duration,

@@ -44,6 +44,8 @@ class Field(NamedTuple):
     repeated: bool
     key: str = ""
     value: str = ""
+    omit_zero: bool = False
+    """A non-pointer ``omitempty`` scalar: Go's JSON leaves it out when zero."""
 
 
 @functools.cache
@@ -68,7 +70,10 @@ def message(name: str) -> dict[int, Field] | None:
         if spec[1] == "map":
             fields[int(number)] = Field(spec[0], "map", False, _strip(spec[3]), _strip(spec[4]))
         else:
-            fields[int(number)] = Field(spec[0], _strip(spec[1]), bool(spec[2]))
+            omit_zero = bool(spec[3]) if len(spec) > 3 else False
+            fields[int(number)] = Field(
+                spec[0], _strip(spec[1]), bool(spec[2]), omit_zero=omit_zero
+            )
     return fields
 
 
