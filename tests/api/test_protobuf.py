@@ -341,3 +341,31 @@ def test_fuzzed_bodies_never_crash() -> None:
         except errors.BadRequest:
             continue
         json.dumps(obj)  # whatever decodes is plain JSON
+
+
+@pytest.mark.kubectl
+def test_committed_schema_is_what_the_generator_makes(tmp_path: Path) -> None:
+    """scripts/gen_proto_schema.py, run on this machine's kubectl, is reproducible."""
+    import glob
+    import subprocess
+    import sys
+
+    if not glob.glob("/usr/lib/google-cloud-sdk/bin/kubectl.1.33"):
+        pytest.skip("kubectl 1.33 not installed")
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "schema.json.gz"
+    subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts/gen_proto_schema.py"),
+            "--out",
+            str(out),
+            "--kubectl",
+            "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    committed = root / "microkube/api/data/proto_schema.json.gz"
+    assert out.read_bytes() == committed.read_bytes()
