@@ -268,7 +268,8 @@ class PodmanRuntime(ContainerOps):
         return await self._run(go)
 
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
-        await self._run(partial(self._delete, f"/pods/{sandbox_id}", force="true"))
+        """Kill whatever still runs in the sandbox and remove it (stop containers first)."""
+        await self._run(partial(self._force_remove_pod, sandbox_id))
 
     async def open_port(
         self, sandbox_id: str, port: int

@@ -161,9 +161,22 @@ class ContainerOps:
         await self._run(partial(self._post, path, http_timeout=secs + 60, timeout=secs))
 
     async def remove_container(self, container_id: str) -> None:
-        await self._run(
-            partial(self._delete, f"/containers/{container_id}", force="true", v="true")
-        )
+        await self._run(partial(self._force_remove_container, container_id))
+
+    def _force_remove_container(self, container_id: str) -> None:
+        # Kill first: a forced delete would otherwise wait the 10 s stop timeout.
+        try:
+            self._post(f"/containers/{container_id}/kill", signal="SIGKILL")
+        except rt.ContainerRuntimeError:
+            pass  # not running, or already gone
+        self._delete(f"/containers/{container_id}", force="true", v="true")
+
+    def _force_remove_pod(self, pod_id: str) -> None:
+        try:
+            self._post(f"/pods/{pod_id}/kill", signal="SIGKILL")
+        except rt.ContainerRuntimeError:
+            pass
+        self._delete(f"/pods/{pod_id}", force="true")
 
     async def container_status(self, container_id: str) -> rt.ContainerStatus:
         info = await self._run(partial(self._get, f"/containers/{container_id}/json"))
@@ -194,9 +207,9 @@ class ContainerOps:
 
         def go() -> None:
             for pod in self._get("/pods/json", filters=flt):
-                self._delete(f"/pods/{pod['Id']}", force="true")
+                self._force_remove_pod(pod["Id"])
             for c in self._get("/containers/json", all="true", filters=flt):
-                self._delete(f"/containers/{c['Id']}", force="true", v="true")
+                self._force_remove_container(c["Id"])
             for net in self._get("/networks/json", filters=flt):
                 self._delete(f"/networks/{net['name']}", force="true")
 

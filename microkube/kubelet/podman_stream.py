@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from microkube.kubelet import runtime
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/v4.0.0/libpod"
 """Podman accepts any version here; 4.0.0 is the oldest we support."""
@@ -221,7 +224,11 @@ class StreamSession:
         return await self._demux.next()
 
     async def resize(self, width: int, height: int) -> None:
-        await self._resize(width, height)
+        try:
+            await self._resize(width, height)
+        except runtime.ContainerRuntimeError as exc:
+            # A resize racing with the process's exit is harmless.
+            log.debug("resize ignored: %s", exc)
 
     async def wait(self) -> int:
         return await self._wait()
