@@ -364,7 +364,7 @@ def _op(
         "x-kubernetes-action": action,
         "x-kubernetes-group-version-kind": gvk,
     }
-    ok = {"description": "OK"}
+    ok: Doc = {"description": "OK"}
     if v3:
         ok["content"] = {ct: {"schema": _ref_schema(response, True)} for ct in _RESPONSE_TYPES}
         if body:
@@ -405,7 +405,7 @@ def _add_paths(paths: dict[str, Doc], rt: ResourceType, *, v3: bool) -> None:
     base = rt.base_path("{namespace}") if rt.namespaced else rt.base_path()
     scope_params = ns_param if rt.namespaced else []
     verbs = set(rt.verbs)
-    common = dict(gvk=gvk, v3=v3)
+    common: dict[str, Any] = {"gvk": gvk, "v3": v3}
     collection: Doc = {}
     if "list" in verbs:
         list_params = scope_params + pretty + [_param(p, "query", p, v3=v3) for p in _LIST_PARAMS]
@@ -519,7 +519,7 @@ def _add_paths(paths: dict[str, Doc], rt: ResourceType, *, v3: bool) -> None:
         else:
             sub_name, sub_gvk = name, gvk
         title = sub.capitalize()
-        sub_common = dict(gvk=sub_gvk, v3=v3)
+        sub_common: dict[str, Any] = {"gvk": sub_gvk, "v3": v3}
         paths[f"{base}/{{name}}/{sub}"] = {
             "get": _op(
                 rt,

@@ -448,7 +448,7 @@ def _lb_ingress(status: Obj | None) -> str:
     ips = sorted(
         {i.get("ip") or i.get("hostname") for i in _get(status, "ingress", default=[])} - {None, ""}
     )
-    return ",".join(ips)  # type: ignore[arg-type]
+    return ",".join(ips)
 
 
 def _service_external_ip(svc: Obj) -> str:
@@ -724,7 +724,8 @@ def _priorityclass_row(o: Obj, now: datetime) -> Cells:
 def _resourcequota_row(o: Obj, now: datetime) -> Cells:
     hard = _get(o, "status", "hard", default={}) or _get(o, "spec", "hard", default={})
     used = _get(o, "status", "used", default={})
-    requests, limits = [], []
+    requests: list[str] = []
+    limits: list[str] = []
     for k in sorted(hard):
         text = f"{k}: {used.get(k, '0')}/{hard[k]}"
         (limits if k.startswith("limits.") else requests).append(text)
@@ -1449,9 +1450,10 @@ def table_for(
         cols = columns if columns else DEFAULT_CRD_COLUMNS
         definitions = crd_columns(cols)
 
-        def row_fn(o: Obj, t: datetime) -> Cells:
+        def crd_row_fn(o: Obj, t: datetime) -> Cells:
             return crd_row(o, cols, t)
 
+        row_fn: RowFn = crd_row_fn
     else:
         definitions, row_fn = PRINTERS.get((rt.group, rt.kind), DEFAULT_PRINTER)
     rows = []

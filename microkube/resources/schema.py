@@ -46,7 +46,7 @@ def definitions() -> dict[str, Schema]:
     """All built-in definitions by upstream name (loaded once, then cached)."""
     ref = importlib.resources.files("microkube.resources").joinpath(_DATA)
     with ref.open("rb") as f:
-        return json.loads(gzip.decompress(f.read()))  # type: ignore[no-any-return]
+        return json.loads(gzip.decompress(f.read()))
 
 
 def definition(name: str) -> Schema | None:
