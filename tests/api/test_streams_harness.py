@@ -15,6 +15,7 @@ import ipaddress
 import os
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,7 +33,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from microkube.api.streams import portforward, remotecommand, upgrade
+from microkube.api.streams import portforward, remotecommand, spdy, upgrade
 
 TOKEN = "streams-test-token"
 
@@ -43,6 +44,13 @@ class SubprocessSession:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.resizes: list[tuple[int, int]] = []
+        self.closed = False
+        self._output: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self._readers = [
+            asyncio.create_task(self._copy("stdout", proc.stdout)),
+            asyncio.create_task(self._copy("stderr", proc.stderr)),
+        ]
+        self._open = 2
 
     @classmethod
     async def start(cls, command: list[str], *, stdin: bool) -> SubprocessSession:
@@ -54,7 +62,15 @@ class SubprocessSession:
         )
         return cls(proc)
 
-    async def write_stdin(self, data: bytes) -> None:
+    async def _copy(self, name: str, stream: asyncio.StreamReader | None) -> None:
+        assert stream is not None
+        while data := await stream.read(65536):
+            self._output.put_nowait((name, data))
+        self._open -= 1
+        if self._open == 0:
+            self._output.put_nowait(None)
+
+    async def write(self, data: bytes) -> None:
         assert self.proc.stdin is not None
         with contextlib.suppress(ConnectionError):
             self.proc.stdin.write(data)
@@ -64,13 +80,8 @@ class SubprocessSession:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
 
-    async def read_stdout(self) -> bytes:
-        assert self.proc.stdout is not None
-        return await self.proc.stdout.read(65536)
-
-    async def read_stderr(self) -> bytes:
-        assert self.proc.stderr is not None
-        return await self.proc.stderr.read(65536)
+    async def read(self) -> tuple[str, bytes] | None:
+        return await self._output.get()
 
     async def resize(self, width: int, height: int) -> None:
         self.resizes.append((width, height))
@@ -79,9 +90,12 @@ class SubprocessSession:
         return await self.proc.wait()
 
     async def close(self) -> None:
+        self.closed = True
         if self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+        for task in self._readers:
+            task.cancel()
 
 
 def _pod(ns: str, name: str) -> dict[str, Any]:
@@ -140,8 +154,14 @@ def _flag(params: Any, name: str) -> bool:
     return params.get(name, "").lower() in ("true", "1")
 
 
-def build_app(connect: portforward.Connect, *, minor: str = "27") -> Starlette:
-    """The Starlette app; ``connect`` dials the 'pod' ports for port-forward."""
+def build_app(
+    connect: portforward.Connect,
+    *,
+    minor: str = "27",
+    sessions: list[SubprocessSession] | None = None,
+) -> Starlette:
+    """The Starlette app; ``connect`` dials the 'pod' ports; started sessions go to ``sessions``."""
+    started = sessions if sessions is not None else []
 
     async def version(request: Request) -> Response:
         return JSONResponse(
@@ -175,12 +195,14 @@ def build_app(connect: portforward.Connect, *, minor: str = "27") -> Starlette:
         opts = _options(request.query_params)
         command = request.query_params.getlist("command") or ["cat"]
         session = await SubprocessSession.start(command, stdin=opts["stdin"])
+        started.append(session)
         return remotecommand.spdy_response(session, **opts)  # type: ignore[return-value]
 
     async def exec_ws(websocket: WebSocket) -> None:
         opts = _options(websocket.query_params)
         command = websocket.query_params.getlist("command") or ["cat"]
         session = await SubprocessSession.start(command, stdin=opts["stdin"])
+        started.append(session)
         await remotecommand.serve_remotecommand_ws(websocket, session, **opts)
 
     async def pf_http(request: Request) -> Response:
@@ -335,3 +357,74 @@ def connect_to(
         return await asyncio.open_connection("127.0.0.1", port_map[port])
 
     return connect
+
+
+class SpdyClient:
+    """A minimal SPDY/3.1 client over TLS, speaking like client-go (for tests without kubectl)."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: bytes
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.response = response
+        self.codec = spdy.Codec()
+        self.next_id = 1
+
+    @classmethod
+    async def upgrade(cls, port: int, path: str, protocols: list[str]) -> SpdyClient:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        head = [
+            f"POST {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Connection: Upgrade",
+            "Upgrade: SPDY/3.1",
+        ]
+        head += [f"X-Stream-Protocol-Version: {p}" for p in protocols]
+        head += [f"Authorization: Bearer {TOKEN}", "Content-Length: 0"]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        response = await reader.readuntil(b"\r\n\r\n")
+        return cls(reader, writer, response)
+
+    async def send(self, frame: spdy.Frame) -> None:
+        self.writer.write(self.codec.encode(frame))
+        await self.writer.drain()
+
+    async def open(self, headers: dict[str, str]) -> int:
+        stream_id = self.next_id
+        self.next_id += 2
+        await self.send(spdy.SynStream(stream_id, {k: [v] for k, v in headers.items()}))
+        return stream_id
+
+    async def frames(self, limit: float = 5.0) -> list[spdy.Frame]:
+        """Every frame until the server closes the connection."""
+        out: list[spdy.Frame] = []
+        async with asyncio.timeout(limit):
+            while data := await self.reader.read(65536):
+                out += self.codec.feed(data)
+        return out
+
+    async def next_frames(self, limit: float = 5.0) -> list[spdy.Frame]:
+        async with asyncio.timeout(limit):
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    return []
+                frames = self.codec.feed(data)
+                if frames:
+                    return frames
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def stream_data(frames: list[spdy.Frame], stream_id: int) -> tuple[bytes, bool]:
+    """Concatenated DATA of one stream and whether it was FIN'd."""
+    data = b"".join(
+        f.data for f in frames if isinstance(f, spdy.DataFrame) and f.stream_id == stream_id
+    )
+    fin = any(isinstance(f, spdy.DataFrame) and f.stream_id == stream_id and f.fin for f in frames)
+    return data, fin

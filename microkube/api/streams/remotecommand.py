@@ -43,17 +43,17 @@ STREAM_CREATION_TIMEOUT = 30.0  # seconds; kubelet's default streamCreationTimeo
 
 
 class ExecSession(Protocol):
-    """A running exec or attach, as the container runtime provides it."""
+    """A running exec or attach; structurally the same as ``kubelet.runtime.ExecSession``."""
 
-    async def write_stdin(self, data: bytes) -> None: ...
+    async def write(self, data: bytes) -> None:
+        """Send bytes to the process's stdin."""
+        ...
 
     async def close_stdin(self) -> None: ...
 
-    async def read_stdout(self) -> bytes:
-        """Next chunk of output; ``b""`` at end of stream."""
+    async def read(self) -> tuple[str, bytes] | None:
+        """Next chunk of output as ``("stdout"|"stderr", data)``; ``None`` at end of output."""
         ...
-
-    async def read_stderr(self) -> bytes: ...
 
     async def resize(self, width: int, height: int) -> None: ...
 
@@ -62,7 +62,7 @@ class ExecSession(Protocol):
         ...
 
     async def close(self) -> None:
-        """Release the session; kills the process if the client went away."""
+        """Release the session (called once, whatever the outcome)."""
         ...
 
 
@@ -92,20 +92,18 @@ def _encode_status(status: dict[str, Any], *, as_json: bool) -> bytes:
 Sink = Callable[[bytes], Awaitable[None]]
 
 
-async def _pump(read: Callable[[], Awaitable[bytes]], write: Sink) -> None:
-    while data := await read():
-        await write(data)
-
-
 async def _drive(session: ExecSession, out: Sink | None, err: Sink | None) -> dict[str, Any]:
-    """Copy output until both streams end, then return the exit Status."""
+    """Copy output until it ends, then return the exit Status.
+
+    Output of a stream the client did not ask for is dropped (with a tty the runtime
+    sends everything as stdout anyway).
+    """
     try:
-        pumps = []
-        if out is not None:
-            pumps.append(_pump(session.read_stdout, out))
-        if err is not None:
-            pumps.append(_pump(session.read_stderr, err))
-        await asyncio.gather(*pumps)
+        while (chunk := await session.read()) is not None:
+            name, data = chunk
+            sink = out if name == "stdout" else err
+            if sink is not None and data:
+                await sink(data)
         return exit_status(await session.wait())
     except asyncio.CancelledError:
         raise
@@ -175,7 +173,7 @@ async def serve_remotecommand_ws(
             channel, payload = decoded
             if channel == channels.STDIN and stdin:
                 if payload:
-                    await session.write_stdin(payload)
+                    await session.write(payload)
             elif channel == channels.RESIZE and tty:
                 size = _parse_resize(payload)
                 if size is not None:
@@ -273,7 +271,7 @@ async def serve_remotecommand_spdy(
 
 async def _spdy_stdin(stream: spdyconn.Stream, session: ExecSession) -> None:
     while data := await stream.read():
-        await session.write_stdin(data)
+        await session.write(data)
     await session.close_stdin()
 
 
