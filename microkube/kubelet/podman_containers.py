@@ -199,7 +199,8 @@ class ContainerOps:
                     continue
             return out
 
-        return await self._run(go)
+        result: list[rt.ContainerStatus] = await self._run(go)
+        return result
 
     async def cleanup_all(self) -> None:
         """Remove every pod, container and network labelled with this instance."""

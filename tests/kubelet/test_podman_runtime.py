@@ -405,3 +405,48 @@ def test_service_is_restarted_when_it_dies(env: Env) -> None:
         assert time.monotonic() < deadline, "service was not restarted"
         time.sleep(0.1)
     assert env.run(lambda r: r.version()).startswith("4.")
+
+
+def test_limits_capabilities_and_read_only_rootfs(env: Env) -> None:
+    script = (
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max;"
+        " cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max;"
+        " grep CapEff /proc/self/status; touch /rootfs-file 2>/dev/null && echo writable || echo ro;"
+        " touch /tmp/x 2>/dev/null || echo tmp-ro"
+    )
+
+    async def body(r: PodmanRuntime) -> None:
+        sb = await r.create_pod_sandbox(_sandbox(env, "limits"))
+        cid = await r.create_container(
+            sb.id,
+            rt.ContainerConfig(
+                name="c",
+                image=env.image,
+                command=["sh", "-c", script],
+                memory_limit_bytes=64 * 1024 * 1024,
+                cpu_limit_millis=500,
+                cap_drop=["ALL"],
+                read_only_rootfs=True,
+            ),
+        )
+        await r.start_container(cid)
+        st = await _wait_exited(r, cid)
+        out = [line.data.decode().strip() async for line in r.logs(cid)]
+        assert st.exit_code == 0, out
+        assert out[0] == str(64 * 1024 * 1024)
+        assert out[1] in ("50000", "50000 100000")
+        assert out[2].split() == ["CapEff:", "0000000000000000"]
+        assert out[3] == "ro"
+        assert out[4] == "tmp-ro"  # like Kubernetes: no implicit tmpfs on /tmp
+
+    env.run(body)
+
+
+def test_existing_socket_is_used_without_supervision(env: Env, tmp_path: Path) -> None:
+    external = PodmanService(
+        tmp_path, "unused", pod_cidr="10.213.0.0/16", existing_socket=env.service.socket_path
+    )
+    external.start()
+    assert external.url == env.service.url and external._proc is None
+    external.close()
+    assert ping(env.service.socket_path)  # closing an external service leaves the socket alone
