@@ -141,7 +141,7 @@ def element_string(pe: PathElement) -> str:
     """Upstream ``PathElement.String``: ``.f``, ``[name="web"]``, ``[=v]``, ``[0]``."""
     kind, body = pe
     if kind == "f":
-        return "." + body
+        return "." + str(body)
     if kind == "k":
         return "[" + ",".join(f"{k}={_to_string(v)}" for k, v in body) + "]"
     if kind == "v":
@@ -158,7 +158,7 @@ def serialize_element(pe: PathElement) -> str:
     """The ``fieldsV1`` key of one element: ``f:``, ``k:``, ``v:`` or ``i:``."""
     kind, body = pe
     if kind == "f":
-        return "f:" + body
+        return "f:" + str(body)
     if kind == "k":
         return "k:" + _go_json({k: thaw(v) for k, v in body})
     if kind == "v":

@@ -152,12 +152,14 @@ class _Walker:
         sides = [v for v in (lhs, rhs) if v is not ABSENT and v is not None]
         if any(not isinstance(v, shape) for v in sides) or not any(sides):
             return self.leaf(lhs, rhs, path)  # mistyped, or empty on both sides
-        lv = lhs if isinstance(lhs, shape) else None
-        rv = rhs if isinstance(rhs, shape) else None
         if atom.kind == "list":
-            out: Any = self.list_items(atom, lv or [], rv or [], path)
+            lv: Any = lhs if isinstance(lhs, list) else []
+            rv: Any = rhs if isinstance(rhs, list) else []
+            out: Any = self.list_items(atom, lv, rv, path)
         else:
-            out = self.map_items(atom, lv or {}, rv or {}, path)
+            lv = lhs if isinstance(lhs, dict) else {}
+            rv = rhs if isinstance(rhs, dict) else {}
+            out = self.map_items(atom, lv, rv, path)
         if self.c is not None and path:
             if lhs is ABSENT:
                 self.c.added.add(path)

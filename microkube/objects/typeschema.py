@@ -62,6 +62,12 @@ _UNTYPED_DEFINITIONS = frozenset(
         "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON",
     }
 )
+_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+_CUSTOM_ROOT = {
+    "type": "object",
+    "properties": {"metadata": {"$ref": f"#/definitions/{_OBJECT_META}"}},
+    "x-kubernetes-preserve-unknown-fields": True,
+}
 _KEY_DEFAULTS = {"protocol": "TCP"}
 _SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean"})
 
@@ -98,7 +104,7 @@ class TypeSchema:
         self._defs: Mapping[str, Any] = definitions or {}
         self._cache: dict[int, Atom] = {}
         self._gvk: dict[tuple[str, str, str], str] | None = None
-        self._roots: dict[str, dict[str, str]] = {}  # kept alive: atoms are cached by id
+        self._roots: dict[str, Mapping[str, Any]] = {}  # kept alive: atoms are cached by id
 
     def root(self, api_version: str, kind: str) -> TypeRef:
         """The type of an object of this apiVersion/kind (deduced if unknown)."""
@@ -109,9 +115,12 @@ class TypeSchema:
                     key = (gvk.get("group", ""), gvk.get("version", ""), gvk.get("kind", ""))
                     self._gvk[key] = name
         group, _, version = api_version.rpartition("/")
-        name = self._gvk.get((group, version, kind))
+        name = self._gvk.get((group, version, kind), "")
         if not name:
-            return DEDUCED
+            if _OBJECT_META not in self._defs:
+                return DEDUCED
+            # Custom resources without a schema still have a typed ObjectMeta.
+            return self._roots.setdefault("", _CUSTOM_ROOT)
         return self._roots.setdefault(name, {"$ref": f"#/definitions/{name}"})
 
     def is_typed(self, ref: TypeRef) -> bool:
