@@ -20,7 +20,8 @@ Every error that can reach a client is an :class:`ApiError` carrying the HTTP
     ├── Invalid                 422 Invalid  (with field causes)
     ├── TooManyRequests         429 TooManyRequests
     ├── InternalError           500 InternalError
-    └── ServiceUnavailable      503 ServiceUnavailable
+    ├── ServiceUnavailable      503 ServiceUnavailable
+    └── Timeout                 504 Timeout
 """
 
 from __future__ import annotations
@@ -157,6 +158,10 @@ class InternalError(ApiError):
 
 class ServiceUnavailable(ApiError):
     code, reason = 503, "ServiceUnavailable"
+
+
+class Timeout(ApiError):
+    code, reason = 504, "Timeout"
 
 
 # Field-error helpers, mirroring apimachinery's field.ErrorList constructors.

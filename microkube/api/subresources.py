@@ -1,0 +1,290 @@
+"""Subresources with their own semantics: scale, binding, eviction, finalize, token.
+
+Streams (log, exec, attach, portforward) are delegated to the pod stream
+provider the kubelet installs on the context.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from microkube import errors
+from microkube.api import handlers, negotiation
+from microkube.api.context import ApiContext
+from microkube.api.requestinfo import RequestInfo
+from microkube.objects import meta
+from microkube.resources.registry import DeleteOptions, WriteOptions
+from microkube.resources.types import ResourceType
+
+_SCALE_PATHS = {
+    # kind → (replicas path in spec, selector source)
+    "Deployment": "spec.replicas",
+    "ReplicaSet": "spec.replicas",
+    "StatefulSet": "spec.replicas",
+    "ReplicationController": "spec.replicas",
+}
+
+
+async def handle(
+    request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType
+) -> Response:
+    sub = info.subresource.split("/")[0]
+    if sub == "scale":
+        return await scale(request, ctx, info, rt)
+    if sub == "binding" and request.method == "POST":
+        return await binding(request, ctx, info, rt)
+    if sub == "eviction" and request.method == "POST":
+        return await eviction(request, ctx, info, rt)
+    if sub == "finalize" and request.method == "PUT":
+        return await finalize(request, ctx, info, rt)
+    if sub == "token" and request.method == "POST":
+        return await token(request, ctx, info, rt)
+    if sub in ("log", "exec", "attach", "portforward"):
+        if ctx.pod_streams is None:
+            raise errors.ServiceUnavailable(f"pods/{sub} is not available: no kubelet is running")
+        return await ctx.pod_streams.handle(request, info, rt)  # type: ignore[no-any-return]
+    if sub == "ephemeralcontainers":
+        return await _main_like(request, ctx, info, rt)
+    raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+
+
+async def _main_like(
+    request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType
+) -> Response:
+    if request.method == "GET":
+        return negotiation.respond(request, ctx.registry.get(rt, info.namespace, info.name))
+    raise errors.MethodNotAllowed("ephemeral containers are not supported")
+
+
+def _scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    from microkube.objects.selectors import LabelSelector
+
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    sel = spec.get("selector")
+    selector = ""
+    if isinstance(sel, dict):
+        selector = str(LabelSelector.from_structured(sel))
+    m = obj["metadata"]
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"],
+            "namespace": m.get("namespace", ""),
+            "uid": m.get("uid"),
+            "resourceVersion": m.get("resourceVersion"),
+            "creationTimestamp": m.get("creationTimestamp"),
+        },
+        "spec": {"replicas": int(spec.get("replicas", 0) or 0)},
+        "status": {"replicas": int(status.get("replicas", 0) or 0), "selector": selector},
+    }
+
+
+async def scale(request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType) -> Response:
+    reg = ctx.registry
+    current = reg.get(rt, info.namespace, info.name)
+    scale_obj = _scale_of(rt, current)
+    if request.method == "GET":
+        return negotiation.respond(request, scale_obj)
+    opts = handlers.write_options(request)
+    if request.method == "PUT":
+        body = await handlers.decode_body(request, ctx)
+        negotiation.pop_duplicates(body)
+    elif request.method == "PATCH":
+        from microkube.objects import patch as patches
+        from microkube.objects.strategicmerge import SchemaResolver
+        from microkube.resources import schema
+
+        ct = negotiation.media_type(request)
+        ptype = negotiation.PATCH_TYPES.get(ct)
+        raw = negotiation.decode(await negotiation.read_body(request, ctx.max_object_bytes), ct)
+        if ptype == "json":
+            body = patches.json_patch(scale_obj, raw)
+        elif ptype in ("merge", "apply"):
+            body = patches.merge_patch(scale_obj, raw)
+        elif ptype == "strategic":
+            body = patches.strategic_merge_patch(
+                scale_obj,
+                raw,
+                SchemaResolver(schema.definitions(), "io.k8s.api.autoscaling.v1.Scale"),
+            )
+        else:
+            raise errors.UnsupportedMediaType(f"unsupported patch type {ct}")
+    else:
+        raise errors.MethodNotAllowed(
+            "the server does not allow this method on the requested resource"
+        )
+    if not isinstance(body, dict):
+        raise errors.BadRequest("Scale must be an object")
+    replicas = (body.get("spec") or {}).get("replicas")
+    if not isinstance(replicas, int) or replicas < 0:
+        raise errors.invalid(
+            "Scale",
+            info.name,
+            [errors.invalid_value("spec.replicas", replicas, "must be greater than or equal to 0")],
+            group="autoscaling",
+        )
+    want_rv = (body.get("metadata") or {}).get("resourceVersion")
+    if want_rv and str(want_rv) != current["metadata"]["resourceVersion"]:
+        raise reg._conflict(rt, info.name)  # noqa: SLF001
+
+    def mutate(obj: dict[str, Any]) -> dict[str, Any]:
+        obj.setdefault("spec", {})["replicas"] = replicas
+        return obj
+
+    if opts.dry_run:
+        updated = mutate(current)
+    else:
+        updated = await reg.guaranteed_update(
+            rt, info.namespace, info.name, mutate, field_manager=opts.field_manager
+        )
+        assert updated is not None
+    return negotiation.respond(request, _scale_of(rt, updated))
+
+
+async def binding(
+    request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType
+) -> Response:
+    body = await handlers.decode_body(request, ctx)
+    target = (body.get("target") or {}) if isinstance(body, dict) else {}
+    node = target.get("name")
+    if not node:
+        raise errors.invalid("Binding", info.name, [errors.required("target.name")])
+
+    def mutate(pod: dict[str, Any]) -> dict[str, Any]:
+        if meta.is_deleting(pod):
+            raise errors.Conflict(f"pod {info.name} is being deleted, cannot be assigned to a host")
+        if pod.get("spec", {}).get("nodeName"):
+            raise errors.Conflict(
+                f'Operation cannot be fulfilled on pods/binding "{info.name}": pod {info.name} is already assigned to node "{pod["spec"]["nodeName"]}"',
+                name=info.name,
+                kind="pods/binding",
+            )
+        pod["spec"]["nodeName"] = node
+        return pod
+
+    pod = await ctx.registry.guaranteed_update(
+        rt, info.namespace, info.name, mutate, field_manager="kube-scheduler"
+    )
+
+    def scheduled(p: dict[str, Any]) -> dict[str, Any]:
+        conds = [
+            c
+            for c in p.setdefault("status", {}).get("conditions", [])
+            if c.get("type") != "PodScheduled"
+        ]
+        conds.append(
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": meta.now(),
+            }
+        )
+        p["status"]["conditions"] = conds
+        return p
+
+    await ctx.registry.guaranteed_update(
+        rt,
+        info.namespace,
+        info.name,
+        scheduled,
+        subresource="status",
+        field_manager="kube-scheduler",
+    )
+    del pod
+    return negotiation.respond(
+        request,
+        {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
+        201,
+    )
+
+
+async def eviction(
+    request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType
+) -> Response:
+    body = await handlers.decode_body(request, ctx)
+    opts_body = (body or {}).get("deleteOptions") if isinstance(body, dict) else None
+    ctx.registry.get(rt, info.namespace, info.name)
+    from microkube.api import disruption
+
+    disruption.check_eviction(ctx.registry, info.namespace, info.name)
+    await ctx.registry.delete(rt, info.namespace, info.name, DeleteOptions.from_body(opts_body, {}))
+    return negotiation.respond(
+        request,
+        {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
+        201,
+    )
+
+
+async def finalize(
+    request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType
+) -> Response:
+    body = await handlers.decode_body(request, ctx)
+    finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []
+
+    def mutate(ns: dict[str, Any]) -> dict[str, Any]:
+        ns.setdefault("spec", {})["finalizers"] = finalizers
+        return ns
+
+    obj = await finalize_namespace(ctx, info.name, mutate)
+    return negotiation.respond(request, obj)
+
+
+async def finalize_namespace(ctx: ApiContext, name: str, mutate: Any) -> dict[str, Any]:
+    rt = ctx.catalog.get("", "v1", "namespaces")
+    assert rt is not None
+    reg = ctx.registry
+    kv = reg.get_kv(rt, "", name)
+    obj = mutate(kv.value)
+    if (
+        meta.is_deleting(obj)
+        and not obj.get("spec", {}).get("finalizers")
+        and not obj["metadata"].get("finalizers")
+    ):
+        gone = await reg.store.delete(kv.key, expected_revision=kv.revision)
+        return reg._present(rt, gone.value)  # noqa: SLF001
+    new = await reg.store.update(kv.key, obj, expected_revision=kv.revision)
+    return reg._present(rt, new.value)  # noqa: SLF001
+
+
+async def token(request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType) -> Response:
+    body = await handlers.decode_body(request, ctx)
+    sa = ctx.registry.get(rt, info.namespace, info.name)
+    if ctx.tokens is None:
+        raise errors.ServiceUnavailable("token issuing is not configured")
+    spec = (body or {}).get("spec") or {}
+    expiration = int(spec.get("expirationSeconds") or 3600)
+    if expiration < 600:
+        raise errors.invalid(
+            "TokenRequest",
+            info.name,
+            [
+                errors.invalid_value(
+                    "spec.expirationSeconds",
+                    expiration,
+                    "may not specify a duration less than 10 minutes",
+                )
+            ],
+            group="authentication.k8s.io",
+        )
+    audiences = spec.get("audiences") or ctx.tokens.default_audiences
+    bound = spec.get("boundObjectRef")
+    tok, exp = ctx.tokens.issue(
+        sa, audiences=audiences, seconds=min(expiration, 48 * 3600), bound=bound
+    )
+    out = {
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": info.name, "namespace": info.namespace, "creationTimestamp": None},
+        "spec": {"audiences": audiences, "expirationSeconds": expiration, "boundObjectRef": bound},
+        "status": {"token": tok, "expirationTimestamp": exp},
+    }
+    return negotiation.respond(request, out, 201)
+
+
+__all__ = ["handle", "WriteOptions"]

@@ -1,0 +1,259 @@
+"""Command line: ``microkube serve|config|kubectl|status|reset|images|registry``.
+
+Parses arguments into :class:`microkube.settings.Settings` and hands over to
+:mod:`microkube.app`; nothing here knows how the cluster works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from microkube.settings import Settings
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="state directory (default /var/lib/microkube as root)",
+    )
+    p.add_argument(
+        "--instance",
+        default=None,
+        help="prefix of the host resources this instance owns (default: microkube)",
+    )
+    p.add_argument("--port", type=int, default=None, help="API server port (default 16443)")
+    p.add_argument("--bind-address", default=None, help="API server address (default 127.0.0.1)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = Settings()
+    env_state = os.environ.get("MICROKUBE_STATE_DIR")
+    if args.state_dir or env_state:
+        s.state_dir = Path(args.state_dir or env_state).absolute()
+    if args.instance:
+        s.instance = args.instance
+    if args.port:
+        s.api.port = args.port
+    if args.bind_address:
+        s.api.bind_address = args.bind_address
+    if getattr(args, "runtime", None):
+        s.kubelet.runtime = args.runtime
+    if getattr(args, "authorization", None):
+        s.api.authorization = args.authorization
+    if getattr(args, "registry_port", None):
+        s.registry.port = args.registry_port
+    if getattr(args, "no_registry", False):
+        s.registry.enabled = False
+    if getattr(args, "pod_cidr", None):
+        s.network.pod_cidr = args.pod_cidr
+    if getattr(args, "service_cidr", None):
+        s.network.service_cidr = args.service_cidr
+    if getattr(args, "podman_socket", None):
+        s.kubelet.podman_socket = args.podman_socket
+    _remember(s, args)
+    return s
+
+
+def _remember(s: Settings, args: argparse.Namespace) -> None:
+    """`serve` records its address so `config`/`status` find it without flags."""
+    if args.cmd == "serve":
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        (s.state_dir / "serve.json").write_text(
+            json.dumps({"address": s.api.bind_address, "port": s.api.port})
+        )
+    else:
+        f = s.state_dir / "serve.json"
+        if f.exists() and not args.port and not args.bind_address:
+            data = json.loads(f.read_text())
+            s.api.bind_address, s.api.port = data["address"], data["port"]
+
+
+def kubeconfig(s: Settings) -> dict:
+    import base64
+
+    pki_dir = s.pki_dir
+    ca = (pki_dir / "ca.crt").read_bytes()
+    token = (pki_dir / "admin.token").read_text().strip()
+    host = s.api.bind_address if s.api.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
+    name = s.instance
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": name,
+                "cluster": {
+                    "server": f"https://{host}:{s.api.port}",
+                    "certificate-authority-data": base64.b64encode(ca).decode(),
+                },
+            }
+        ],
+        "users": [{"name": "admin", "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": "admin"}}],
+        "current-context": name,
+        "preferences": {},
+    }
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from microkube import app
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    s = _settings(args)
+    try:
+        asyncio.run(app.run(s))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    if not (s.pki_dir / "admin.token").exists():
+        print(
+            f"error: no credentials in {s.pki_dir}; start `microkube serve` first", file=sys.stderr
+        )
+        return 1
+    sys.stdout.write(yaml.safe_dump(kubeconfig(s), sort_keys=False))
+    return 0
+
+
+def cmd_kubectl(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig", delete=False) as f:
+        yaml.safe_dump(kubeconfig(s), f)
+        path = f.name
+    try:
+        os.chmod(path, 0o600)
+        kubectl = shutil.which("kubectl") or "kubectl"
+        return subprocess.call([kubectl, "--kubeconfig", path, *args.args])
+    finally:
+        os.unlink(path)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    try:
+        cfg = kubeconfig(s)
+    except FileNotFoundError:
+        print("microkube is not running (no state)")
+        return 1
+    ctx = ssl.create_default_context(cafile=str(s.pki_dir / "ca.crt"))
+    url = cfg["clusters"][0]["cluster"]["server"] + "/readyz"
+    req = urllib.request.Request(
+        url, headers={"Authorization": "Bearer " + cfg["users"][0]["user"]["token"]}
+    )
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
+            ok = r.status == 200
+    except Exception as exc:  # noqa: BLE001
+        print(f"microkube is not running: {exc}")
+        return 1
+    print("microkube is running" if ok else "microkube is starting")
+    print(f"api server: {cfg['clusters'][0]['cluster']['server']}")
+    return 0 if ok else 1
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from microkube import reset
+
+    s = _settings(args)
+    reset.reset(s)
+    print(f"removed {s.state_dir} and the host resources of instance {s.instance!r}")
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from microkube.oci import imports
+
+    if args.images_cmd == "import":
+        for ref in imports.import_archive_cli(s, Path(args.file)):
+            print(f"imported {ref}")
+        return 0
+    for line in imports.list_images_cli(s):
+        print(line)
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from microkube.oci import gc
+
+    print(gc.gc_cli(s))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="microkube", description="A single-host Kubernetes in one process."
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("serve", help="run the cluster in the foreground")
+    _common(p)
+    p.add_argument(
+        "--runtime",
+        choices=["podman", "fake"],
+        default=None,
+        help="container runtime (default podman)",
+    )
+    p.add_argument("--authorization", choices=["RBAC", "AlwaysAllow"], default=None)
+    p.add_argument("--registry-port", type=int, default=None)
+    p.add_argument("--no-registry", action="store_true", help="do not serve the built-in registry")
+    p.add_argument("--pod-cidr", default=None)
+    p.add_argument("--service-cidr", default=None)
+    p.add_argument(
+        "--podman-socket",
+        default=None,
+        help="use this Podman API socket instead of a private service",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_serve)
+    for name, func, help_ in (
+        ("config", cmd_config, "print the admin kubeconfig"),
+        ("status", cmd_status, "is the API ready?"),
+        ("reset", cmd_reset, "remove all state and host resources"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        _common(p)
+        p.set_defaults(func=func)
+    p = sub.add_parser("kubectl", help="run kubectl with the admin kubeconfig")
+    _common(p)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_kubectl)
+    p = sub.add_parser("images", help="manage images in the built-in registry")
+    _common(p)
+    isub = p.add_subparsers(dest="images_cmd", required=True)
+    ip = isub.add_parser("import")
+    ip.add_argument("file")
+    isub.add_parser("ls")
+    p.set_defaults(func=cmd_images)
+    p = sub.add_parser("registry", help="registry maintenance")
+    _common(p)
+    rsub = p.add_subparsers(dest="registry_cmd", required=True)
+    rsub.add_parser("gc")
+    p.set_defaults(func=cmd_registry)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
