@@ -133,6 +133,7 @@ class PodmanService:
     ) -> None:
         self.instance = instance
         self.pod_cidr = pod_cidr
+        """Recorded for the kubelet; the network itself is made by ``ensure_network``."""
         self.registry = registry
         self.dir = Path(state_dir) / "podman"
         self.containers_conf = self.dir / "containers.conf"
@@ -140,7 +141,13 @@ class PodmanService:
         self.storage_conf = self.dir / "storage.conf" if root else None
         self._root, self._runroot = root, runroot
         self._external = existing_socket is not None
-        self.socket_path = Path(existing_socket) if existing_socket else self.dir / "podman.sock"
+        self.socket_path = (
+            Path(str(existing_socket).removeprefix("unix://"))
+            if existing_socket
+            else self.dir / "podman.sock"
+        )
+        if len(str(self.socket_path).encode()) > 107:
+            raise ValueError(f"socket path too long for AF_UNIX: {self.socket_path}")
         self._binary = podman_binary
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()

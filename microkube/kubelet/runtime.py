@@ -21,6 +21,10 @@ podman-py's blocking calls (a ``requests.Session``) in worker threads via
 attach, logs) use a native asyncio connection to the API socket.  The kubelet
 therefore never wraps calls itself.
 
+Known gaps of the Podman mapping: ``stdin_once`` is recorded but Podman has
+no equivalent (stdin stays open after the first attach ends); log timestamps
+from Podman have one-second resolution.
+
 Port forwarding: the pod network is a local bridge, so the host reaches a pod
 directly at ``pod_ip:port`` (``asyncio.open_connection(sandbox.ip, port)``);
 :meth:`ContainerRuntime.open_port` does exactly that.
@@ -168,6 +172,7 @@ class ContainerConfig:
     tty: bool = False
     stdin: bool = False
     stdin_once: bool = False
+    """Not enforced by the Podman runtime (no equivalent); kept for the kubelet."""
     user: int | None = None
     group: int | None = None
     privileged: bool = False

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -99,6 +100,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             service.close()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _sandbox(env: Env, name: str, **kw: Any) -> rt.PodSandboxConfig:
     return rt.PodSandboxConfig(
         uid=str(uuid.uuid4()), namespace="default", name=name, network=env.network, **kw
@@ -116,6 +123,7 @@ async def _wait_exited(r: PodmanRuntime, cid: str, limit: float = 15) -> rt.Cont
 def test_pod_containers_share_localhost_volume_and_dns(env: Env, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
+    host_port = _free_port()
 
     async def body(r: PodmanRuntime) -> None:
         sb = await r.create_pod_sandbox(
@@ -127,6 +135,7 @@ def test_pod_containers_share_localhost_volume_and_dns(env: Env, tmp_path: Path)
                 dns_searches=["default.svc.cluster.local"],
                 dns_options=["ndots:5"],
                 host_aliases=[rt.HostAlias("10.9.9.9", ["alias.example"])],
+                port_mappings=[rt.PortMapping(8080, host_port, host_ip="127.0.0.1")],
             )
         )
         assert sb.state == "ready" and sb.ip.startswith("10.213.")
@@ -171,6 +180,10 @@ def test_pod_containers_share_localhost_volume_and_dns(env: Env, tmp_path: Path)
         assert got[-1] == "hello-env"
         # Port forwarding: the host reaches the pod IP on the local bridge.
         reader, writer = await r.open_port(sb.id, 8080)
+        assert await asyncio.wait_for(reader.read(), 5) == b"hi\n"
+        writer.close()
+        # hostPort: published on the host's loopback.
+        reader, writer = await asyncio.open_connection("127.0.0.1", host_port)
         assert await asyncio.wait_for(reader.read(), 5) == b"hi\n"
         writer.close()
         await r.remove_pod_sandbox(sb.id)
