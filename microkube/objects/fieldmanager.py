@@ -36,6 +36,7 @@ from microkube.objects.managedfields import ManagerId, Managers, VersionedSet
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 FIELD_MANAGER_MAX_LENGTH = 128
+BEFORE_FIRST_APPLY = "before-first-apply"
 _TEMP = ManagerId("current-operation", "Update", "", "")
 
 # Mirrors stripmeta.go: never owned by anybody.
@@ -242,8 +243,8 @@ def apply(
     api_version = str(applied.get("apiVersion", "") or (live or {}).get("apiVersion", ""))
     kind = str(applied.get("kind", "") or (live or {}).get("kind", ""))
     ref = types.root(api_version, kind)
-    managers = managedfields.decode(live)
     live_body = _body(live) if live is not None else {}
+    managers = _live_managers(types, ref, live, live_body, api_version, subresource)
     config = _body(applied) or {}
     mid = ManagerId(manager, "Apply", "", subresource)
     try:
@@ -267,7 +268,7 @@ def apply(
             remaining = {m: s for m, s in remaining.items() if s}
             if remaining:
                 raise _conflict_error(remaining) from None
-            managers = managedfields.decode(live)
+            managers = _live_managers(types, ref, live, live_body, api_version, subresource)
             result, managers = _apply(
                 types,
                 ref,
@@ -293,6 +294,30 @@ def apply(
         )
     managedfields.cap_update_managers(managers)
     return _finish(live, result, managers)
+
+
+def _live_managers(
+    types: typeschema.TypeSchema,
+    ref: Any,
+    live: Mapping[str, Any] | None,
+    live_body: Any,
+    api_version: str,
+    subresource: str,
+) -> Managers:
+    """The live object's managers; an untracked object is owned by ``before-first-apply``.
+
+    Mirrors upstream: applying to an object without managedFields first gives
+    every existing field to a ``before-first-apply`` Update entry.
+    """
+    managers = managedfields.decode(live)
+    if live is None or managers:
+        return managers
+    everything = typedvalue.to_field_set(types, ref, live_body)
+    owned = fieldpath.recursive_difference(everything, _ignored(subresource)) - _STRIP
+    if owned:
+        mid = ManagerId(BEFORE_FIRST_APPLY, "Update", api_version, "")
+        managers[mid] = VersionedSet(owned, api_version, applied=False)
+    return managers
 
 
 def _apply(

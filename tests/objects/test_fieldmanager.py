@@ -436,3 +436,15 @@ def test_fieldsv1_round_trip_and_paths():
         '.spec.ports[port=80,protocol="TCP"]',
         '.spec.ports[port=80,protocol="TCP"].port',
     ]
+
+
+def test_untracked_object_is_owned_by_before_first_apply(defs):
+    live = store(deployment(replicas=1))  # no managedFields at all
+    with pytest.raises(errors.Conflict) as info:
+        fm.apply(live, deployment(replicas=3), manager="helm", force=False, schema=defs, now=T1)
+    assert info.value.message == (
+        'Apply failed with 1 conflict: conflict with "before-first-apply" using apps/v1: '
+        ".spec.replicas"
+    )
+    out = fm.apply(live, deployment(replicas=1), manager="helm", force=False, schema=defs, now=T1)
+    assert [e["manager"] for e in entries(out)] == ["helm", "before-first-apply"]
