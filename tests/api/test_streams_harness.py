@@ -264,8 +264,8 @@ def write_cert(directory: Path) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def serve(app: Starlette, directory: Path) -> Iterator[int]:
-    """Run ``app`` on a real TLS uvicorn in a thread; yield its port."""
+def serve(app: Starlette, directory: Path, *, graceful_timeout: float | None = 2) -> Iterator[int]:
+    """Run ``app`` on a real TLS uvicorn in a thread; yield its port; stop it on exit."""
     certfile, keyfile = write_cert(directory)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -277,8 +277,8 @@ def serve(app: Starlette, directory: Path) -> Iterator[int]:
         ssl_certfile=str(certfile),
         ssl_keyfile=str(keyfile),
         lifespan="off",
-        log_level="warning",
-        timeout_graceful_shutdown=2,
+        log_level=os.environ.get("STREAMS_LOG", "warning"),
+        timeout_graceful_shutdown=graceful_timeout,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -294,6 +294,8 @@ def serve(app: Starlette, directory: Path) -> Iterator[int]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+        if thread.is_alive():
+            raise RuntimeError("uvicorn did not shut down within 10 s")
 
 
 def write_kubeconfig(directory: Path, port: int) -> Path:

@@ -44,6 +44,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 EXTENSION = "microkube.spdy_upgrade"
+_ABORT_AFTER = 1.0  # seconds a shut-down upgraded connection gets to close cleanly
 _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
@@ -134,8 +135,13 @@ class _UpgradedProtocol(asyncio.StreamReaderProtocol):
         super().connection_lost(exc)
 
     def shutdown(self) -> None:  # called by uvicorn on graceful shutdown
-        if self._transport is not None:
-            self._transport.close()
+        """Close now; abort if the TLS close_notify exchange has not finished within 1 s."""
+        transport = self._transport
+        if transport is None:
+            return
+        transport.close()
+        if isinstance(transport, asyncio.Transport):
+            asyncio.get_running_loop().call_later(_ABORT_AFTER, transport.abort)
 
 
 class SpdyUpgradeH11Protocol(H11Protocol):
