@@ -100,11 +100,7 @@ async def test_unknown_protocol_is_403(server: int) -> None:
 
 
 async def test_portforward_pairs_streams_and_pipes_concurrently(server: int) -> None:
-    client = await SpdyClient.upgrade(
-        server,
-        f"{POD}/portforward",
-        [upgrade.negotiate(["portforward.k8s.io"], ["portforward.k8s.io"]) or ""],
-    )
+    client = await SpdyClient.upgrade(server, f"{POD}/portforward", ["portforward.k8s.io"])
     assert b"x-stream-protocol-version: portforward.k8s.io" in client.response.lower()
     pairs = {}
     for request in ("0", "1"):
