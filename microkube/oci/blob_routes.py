@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from microkube.oci import db, errcodes, manifests, names, registry, schema, uploads
+from microkube.oci import blobs, db, errcodes, manifests, names, registry, schema, uploads
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
 
@@ -74,7 +74,9 @@ async def get_blob(reg: registry.Registry, request: Request, name: str, digest: 
     path = reg.store.path(parsed)
     if size is None or not path.is_file():
         raise _blob_unknown(digest)
-    return FileResponse(path, headers=headers, media_type="application/octet-stream")
+    response = FileResponse(path, headers=headers, media_type="application/octet-stream")
+    response.chunk_size = blobs.CHUNK  # 64 KiB by default: 16x fewer thread hops
+    return response
 
 
 def _unlink(reg: registry.Registry, name: str, digest: str) -> bool:

@@ -100,13 +100,11 @@ class Server:
     """A real uvicorn serving ``app`` on 127.0.0.1:<random port> in a thread."""
 
     def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
-        import socket
         import threading
 
         import uvicorn
 
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = oci_app.listen_socket("127.0.0.1", 0)
         self.port = self.sock.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_level="warning", lifespan="off")

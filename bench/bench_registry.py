@@ -1,0 +1,245 @@
+"""Throughput and latency of the built-in OCI registry.
+
+Measures, on one disk (the temp dir):
+
+* push and pull of a ~200 MB image of 4 random-data layers, with a direct
+  HTTP client (httpx: monolithic streamed POST per layer, then PUT manifest;
+  pull = GET every blob to a file) and, when installed, skopeo
+  (``oci:`` layout → registry → ``oci:`` layout);
+* a raw ``cp`` of the same bytes, as the disk's ceiling;
+* manifest GET latency (p50/p99) over 1000 sequential requests.
+
+The registry runs in uvicorn on 127.0.0.1:<random port> in a thread, like the
+real composition root.  Run from the repository root:
+``python -m bench.bench_registry [--mb 200]`` (or with ``PYTHONPATH=.``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from microkube.oci import app as oci_app
+from microkube.store import engine as store_engine
+from tests.oci.conftest import Server
+
+LAYER_MT = "application/vnd.oci.image.layer.v1.tar"
+
+
+def _make_layers(directory: Path, total_mb: int, count: int) -> list[Path]:
+    paths = []
+    per = total_mb * 1024 * 1024 // count
+    for i in range(count):
+        path = directory / f"layer{i}"
+        with open(path, "wb") as out:
+            remaining = per
+            while remaining:
+                block = os.urandom(min(remaining, 4 * 1024 * 1024))
+                out.write(block)
+                remaining -= len(block)
+        paths.append(path)
+    return paths
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(4 * 1024 * 1024):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def _stream(path: Path):  # type: ignore[no-untyped-def]
+    with open(path, "rb") as f:
+        while block := f.read(1024 * 1024):
+            yield block
+
+
+def _manifest(config: bytes, layers: list[tuple[str, int]]) -> bytes:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                "size": len(config),
+            },
+            "layers": [{"mediaType": LAYER_MT, "digest": d, "size": s} for d, s in layers],
+        }
+    ).encode()
+
+
+def _mbps(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / seconds / 1e6:8.1f} MB/s ({seconds:6.2f} s)"
+
+
+def bench_http(base: str, layers: list[Path], work: Path, repo: str) -> dict[str, float]:
+    digests = [(_sha256(p), p.stat().st_size) for p in layers]
+    total = sum(s for _, s in digests)
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    with httpx.Client(base_url=base, timeout=120) as client:
+        t0 = time.perf_counter()
+        for (digest, _), path in zip(digests, layers, strict=True):
+            r = client.post(
+                f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=_stream(path)
+            )
+            assert r.status_code == 201, r.text
+        cdigest = "sha256:" + hashlib.sha256(config).hexdigest()
+        client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": cdigest}, content=config)
+        r = client.put(
+            f"/v2/{repo}/manifests/latest",
+            content=_manifest(config, digests),
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        assert r.status_code == 201, r.text
+        push = time.perf_counter() - t0
+
+        out = work / "pulled"
+        out.mkdir()
+        t0 = time.perf_counter()
+        for i, (digest, _) in enumerate(digests):
+            with (
+                client.stream("GET", f"/v2/{repo}/blobs/{digest}") as resp,
+                open(out / f"l{i}", "wb") as f,
+            ):
+                for block in resp.iter_bytes(1024 * 1024):
+                    f.write(block)
+        pull = time.perf_counter() - t0
+        shutil.rmtree(out)
+    print(f"http push  {_mbps(total, push)}")
+    print(f"http pull  {_mbps(total, pull)}")
+    return {"push_s": push, "pull_s": pull, "bytes": total}
+
+
+def bench_cp(layers: list[Path], work: Path) -> float:
+    dest = work / "cp"
+    dest.mkdir()
+    total = sum(p.stat().st_size for p in layers)
+    t0 = time.perf_counter()
+    for p in layers:
+        subprocess.run(["cp", str(p), str(dest / p.name)], check=True)
+    subprocess.run(["sync"], check=True)
+    seconds = time.perf_counter() - t0
+    shutil.rmtree(dest)
+    print(f"raw cp     {_mbps(total, seconds)}")
+    return seconds
+
+
+def bench_skopeo(address: str, layers: list[Path], work: Path) -> None:
+    if not shutil.which("skopeo"):
+        print("skopeo     (not installed)")
+        return
+    layout = work / "layout"
+    (layout / "blobs/sha256").mkdir(parents=True)
+    descs = []
+    for p in layers:
+        digest = _sha256(p)
+        os.link(p, layout / "blobs/sha256" / digest.split(":")[1])
+        descs.append((digest, p.stat().st_size))
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    (layout / "blobs/sha256" / hashlib.sha256(config).hexdigest()).write_bytes(config)
+    manifest = _manifest(config, descs)
+    mdigest = hashlib.sha256(manifest).hexdigest()
+    (layout / "blobs/sha256" / mdigest).write_bytes(manifest)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": f"sha256:{mdigest}",
+                "size": len(manifest),
+                "annotations": {"org.opencontainers.image.ref.name": "latest"},
+            }
+        ],
+    }
+    (layout / "index.json").write_text(json.dumps(index))
+    total = sum(s for _, s in descs)
+    env = {**os.environ, "CONTAINERS_REGISTRIES_CONF": str(work / "registries.conf")}
+    (work / "registries.conf").write_text(f'[[registry]]\nlocation="{address}"\ninsecure=true\n')
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            f"oci:{layout}:latest",
+            f"docker://{address}/bench/skopeo:latest",
+        ],
+        check=True,
+        env=env,
+    )
+    push = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            f"docker://{address}/bench/skopeo:latest",
+            f"oci:{work / 'pulled-layout'}:latest",
+        ],
+        check=True,
+        env=env,
+    )
+    pull = time.perf_counter() - t0
+    print(f"skopeo push{_mbps(total, push)}")
+    print(f"skopeo pull{_mbps(total, pull)}")
+
+
+def bench_manifest_latency(base: str, repo: str, count: int = 1000) -> None:
+    samples = []
+    with httpx.Client(base_url=base) as client:
+        for _ in range(count):
+            t0 = time.perf_counter()
+            r = client.get(
+                f"/v2/{repo}/manifests/latest",
+                headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+            )
+            samples.append(time.perf_counter() - t0)
+            assert r.status_code == 200
+    samples.sort()
+    p50 = statistics.median(samples) * 1000
+    p99 = samples[int(len(samples) * 0.99) - 1] * 1000
+    print(
+        f"manifest GET x{count}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {samples[-1] * 1000:.2f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mb", type=int, default=200, help="image size in MB")
+    parser.add_argument("--layers", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mk-bench-", dir=os.environ.get("TMPDIR")) as tmp:
+        work = Path(tmp)
+        engine = store_engine.create_engine(work / "state.db")
+        store_engine.migrate(engine)
+        src = work / "src"
+        src.mkdir()
+        layers = _make_layers(src, args.mb, args.layers)
+        with Server(oci_app.create_app(work, engine)) as server:
+            base = f"http://{server.address}"
+            print(f"{args.mb} MB in {args.layers} layers, registry at {server.address}, dir {work}")
+            bench_cp(layers, work)
+            bench_http(base, layers, work, "bench/http")
+            bench_skopeo(server.address, layers, work)
+            bench_manifest_latency(base, "bench/http")
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
