@@ -59,6 +59,12 @@ def _status_from_inspect(info: dict[str, Any]) -> rt.ContainerStatus:
     reason = ""
     if phase == "exited":
         reason = "OOMKilled" if oom else ("Completed" if exit_code == 0 else "Error")
+    started = parse_time(state.get("StartedAt"))
+    finished = parse_time(state.get("FinishedAt")) if phase == "exited" else None
+    if started and finished and finished < started:
+        # Podman takes FinishedAt from the exit file's mtime (coarse kernel
+        # clock), which can precede StartedAt by a few ms for instant exits.
+        finished = started
     return rt.ContainerStatus(
         id=info["Id"],
         name=labels.get(rt.LABEL_CONTAINER_NAME, info.get("Name", "")),
@@ -67,8 +73,8 @@ def _status_from_inspect(info: dict[str, Any]) -> rt.ContainerStatus:
         labels=labels,
         state=phase,
         exit_code=exit_code,
-        started_at=parse_time(state.get("StartedAt")),
-        finished_at=parse_time(state.get("FinishedAt")) if phase == "exited" else None,
+        started_at=started,
+        finished_at=finished,
         created_at=parse_time(info.get("Created")),
         image=info.get("ImageName", ""),
         image_id=info.get("Image", ""),
