@@ -27,7 +27,7 @@ import os
 import threading
 import uuid
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from microkube.oci import errcodes, names
 
@@ -104,7 +104,7 @@ class BlobStore:
             return 0
         return size
 
-    def ingest(self, source: BinaryIO, *, expected: str | None = None) -> tuple[str, int]:
+    def ingest(self, source: IO[bytes], *, expected: str | None = None) -> tuple[str, int]:
         """Copy a stream into the store; returns ``(sha256 digest, size)``.
 
         Used by image import (blocking).  With ``expected``, a mismatch
