@@ -159,9 +159,15 @@ def build_app(
     *,
     minor: str = "27",
     sessions: list[SubprocessSession] | None = None,
+    transports: list[str] | None = None,
 ) -> Starlette:
-    """The Starlette app; ``connect`` dials the 'pod' ports; started sessions go to ``sessions``."""
+    """The Starlette app; ``connect`` dials the 'pod' ports.
+
+    Started sessions are appended to ``sessions``; ``transports`` records ``"<verb> ws"`` or
+    ``"<verb> spdy"`` per streaming request, so tests can tell which path a kubectl took.
+    """
     started = sessions if sessions is not None else []
+    used = transports if transports is not None else []
 
     async def version(request: Request) -> Response:
         return JSONResponse(
@@ -192,6 +198,7 @@ def build_app(
     async def exec_http(request: Request) -> Response:
         if not upgrade.is_spdy_upgrade(request.scope):
             return PlainTextResponse("upgrade required", status_code=400)
+        used.append("exec spdy")
         opts = _options(request.query_params)
         command = request.query_params.getlist("command") or ["cat"]
         session = await SubprocessSession.start(command, stdin=opts["stdin"])
@@ -199,6 +206,7 @@ def build_app(
         return remotecommand.spdy_response(session, **opts)  # type: ignore[return-value]
 
     async def exec_ws(websocket: WebSocket) -> None:
+        used.append("exec ws")
         opts = _options(websocket.query_params)
         command = websocket.query_params.getlist("command") or ["cat"]
         session = await SubprocessSession.start(command, stdin=opts["stdin"])
@@ -208,9 +216,11 @@ def build_app(
     async def pf_http(request: Request) -> Response:
         if not upgrade.is_spdy_upgrade(request.scope):
             return PlainTextResponse("upgrade required", status_code=400)
+        used.append("portforward spdy")
         return portforward.spdy_response(connect)  # type: ignore[return-value]
 
     async def pf_ws(websocket: WebSocket) -> None:
+        used.append("portforward ws")
         await portforward.serve_portforward_ws(websocket, connect)
 
     base = "/api/v1/namespaces/{ns}/pods/{name}"

@@ -106,9 +106,8 @@ async def serve_portforward_spdy(pipe: spdyconn.Pipe, connect: Connect) -> None:
                     expiry.cancel()
                 task = asyncio.create_task(_forward(pair["error"], pair["data"], connect))
             else:
-                task = asyncio.create_task(_expire(pending, request_id))
+                task = asyncio.create_task(_expire(pending, expiries, request_id))
                 expiries[request_id] = task
-                task.add_done_callback(lambda _t, key=request_id: expiries.pop(key, None))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
     finally:
@@ -117,8 +116,14 @@ async def serve_portforward_spdy(pipe: spdyconn.Pipe, connect: Connect) -> None:
         await _cancel(runner)
 
 
-async def _expire(pending: dict[str, dict[str, spdyconn.Stream]], request_id: str) -> None:
+async def _expire(
+    pending: dict[str, dict[str, spdyconn.Stream]],
+    expiries: dict[str, asyncio.Task[Any]],
+    request_id: str,
+) -> None:
+    """Give up on a half-opened pair after :data:`PAIR_TIMEOUT` (kubelet does the same)."""
     await asyncio.sleep(PAIR_TIMEOUT)
+    expiries.pop(request_id, None)
     pair = pending.pop(request_id, None)
     if pair:
         if "error" in pair:

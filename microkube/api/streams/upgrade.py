@@ -152,7 +152,7 @@ class SpdyUpgradeH11Protocol(H11Protocol):
 
     def _should_upgrade(self) -> bool:
         if self._get_upgrade() == b"spdy/3.1":
-            extensions = self.scope.setdefault("extensions", {})  # type: ignore[typeddict-item]
+            extensions = self.scope.setdefault("extensions", {})
             extensions[EXTENSION] = {"accept": self._accept_upgrade}
             return False  # serve it as an ordinary request; the endpoint decides
         return super()._should_upgrade()
