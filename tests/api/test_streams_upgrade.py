@@ -19,6 +19,7 @@ from tests.api.test_streams_harness import SpdyClient, stream_data
 pytestmark = pytest.mark.anyio
 
 POD = "/api/v1/namespaces/default/pods/p"
+SESSIONS: list[harness.SubprocessSession] = []
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     with harness.echo_server() as echo_port:
-        app = harness.build_app(harness.connect_to({80: echo_port}))
+        app = harness.build_app(harness.connect_to({80: echo_port}), sessions=SESSIONS)
         with harness.serve(app, tmp_path_factory.mktemp("spdy")) as port:
             yield port
 
@@ -75,6 +76,26 @@ async def test_exec_stdin_and_ping(server: int) -> None:
     assert spdy.Ping(1) in frames
     assert stream_data(frames, stdout) == (b"through stdin", True)
     assert json.loads(stream_data(frames, error)[0]) == {"metadata": {}, "status": "Success"}
+
+
+async def test_exec_tty_resize_stream(server: int) -> None:
+    path = f"{POD}/exec?command=cat&stdin=true&stdout=true&stderr=true&tty=true"
+    client = await SpdyClient.upgrade(server, path, ["v4.channel.k8s.io"])
+    await client.open({"streamtype": "error"})
+    stdin = await client.open({"streamtype": "stdin"})
+    stdout = await client.open({"streamtype": "stdout"})
+    resize = await client.open({"streamtype": "resize"})  # no stderr stream with a tty
+    await client.send(spdy.DataFrame(resize, b'{"Width":100,"Height":30}\n{"Width":120,'))
+    await client.send(spdy.DataFrame(resize, b'"Height":40}\n'))
+    await client.send(spdy.DataFrame(stdin, b"typed"))
+    got = await client.next_frames()
+    while not any(isinstance(f, spdy.DataFrame) and f.stream_id == stdout for f in got):
+        got += await client.next_frames()
+    await client.send(spdy.DataFrame(stdin, b"", fin=True))
+    frames = got + await client.frames()
+    client.close()
+    assert stream_data(frames, stdout) == (b"typed", True)
+    assert SESSIONS[-1].resizes == [(100, 30), (120, 40)]
 
 
 async def test_exec_v3_reports_failures_as_text(server: int) -> None:

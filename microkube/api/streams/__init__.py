@@ -15,6 +15,18 @@ How the bytes travel, by client::
 * ``portforward.py``: pairs error/data streams and pipes them to the pod's port;
 * ``upgrade.py``: lets uvicorn hand a SPDY upgrade to a Starlette endpoint.
 
+Wiring (the API server)::
+
+    config = uvicorn.Config(app, **upgrade.uvicorn_options(), ssl_certfile=..., ssl_keyfile=...)
+
+    # http routes (GET and POST) for …/exec, …/attach, …/portforward:
+    if not upgrade.is_spdy_upgrade(request.scope): raise BadRequest("upgrade request required")
+    return remotecommand.spdy_response(session, stdin=…, stdout=…, stderr=…, tty=…)
+    return portforward.spdy_response(connect)
+    # WebSocket routes on the same paths:
+    await remotecommand.serve_remotecommand_ws(websocket, session, stdin=…, stdout=…, stderr=…, tty=…)
+    await portforward.serve_portforward_ws(websocket, connect)
+
 The API layer resolves the pod and container (and authorizes) before calling in here;
 these modules know nothing of pods.
 """
