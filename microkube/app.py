@@ -27,6 +27,7 @@ from typing import Any
 import uvicorn
 
 from microkube.api.app import create_app
+from microkube.api.streams import upgrade
 from microkube.api.context import ApiContext
 from microkube.auth import authn, pki
 from microkube.resources.catalog import default_catalog
@@ -132,7 +133,7 @@ async def run(
         ssl_keyfile=str(cluster.pki.server_key),
         log_level="warning",
         lifespan="off",
-        ws="websockets",
+        **upgrade.uvicorn_options(),
         ws_ping_interval=None,
         timeout_graceful_shutdown=2,
         access_log=False,

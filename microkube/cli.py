@@ -181,24 +181,37 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_engine(s: Settings):  # type: ignore[no-untyped-def]
+    from microkube.store import engine as store_engine
+
+    if not s.db_path.exists():
+        raise SystemExit(f"error: no microkube state in {s.state_dir}")
+    engine = store_engine.create_engine(s.db_path)
+    store_engine.migrate(engine)
+    return engine
+
+
 def cmd_images(args: argparse.Namespace) -> int:
-    s = _settings(args)
     from microkube.oci import imports
 
+    s = _settings(args)
+    engine = _registry_engine(s)
     if args.images_cmd == "import":
-        for ref in imports.import_archive_cli(s, Path(args.file)):
+        for ref in imports.import_archive(Path(args.file), engine, s.state_dir):
             print(f"imported {ref}")
         return 0
-    for line in imports.list_images_cli(s):
-        print(line)
+    print(f"{'IMAGE':<50} {'DIGEST':<20} SIZE")
+    for img in imports.list_images(engine):
+        print(f"localhost:{s.registry.port}/{img.repository}:{img.tag:<30} {img.digest[:19]:<20} {img.size}")
     return 0
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    s = _settings(args)
     from microkube.oci import gc
 
-    print(gc.gc_cli(s))
+    s = _settings(args)
+    report = gc.gc(_registry_engine(s), s.state_dir / "registry")
+    print(f"deleted {report.blobs_deleted} blobs ({report.bytes_freed} bytes), {report.uploads_deleted} stale uploads, {report.orphans_deleted} orphan files")
     return 0
 
 

@@ -25,36 +25,31 @@ async def start_all(cluster: Any) -> None:
 
 
 async def _start_oci(cluster: Any) -> None:
-    try:
-        from microkube.oci import app as oci_app
-    except ImportError:
-        return
-    import uvicorn
-
-    s = cluster.settings.registry
-    app = oci_app.create_app(
-        cluster.settings.state_dir, cluster.store.engine, quota_bytes=s.quota_bytes
-    )
-    config = uvicorn.Config(
-        app, host=s.bind_address, port=s.port, log_level="warning", lifespan="off", access_log=False
-    )
-
-    class _Server(uvicorn.Server):
-        def install_signal_handlers(self) -> None:  # uvicorn < 0.29
-            pass
-
+    """The built-in OCI registry on its own port, plus its background GC."""
     import contextlib
 
-    class _QuietServer(_Server):
+    import uvicorn
+
+    from microkube.oci import app as oci_app
+    from microkube.oci import gc as oci_gc
+
+    s = cluster.settings.registry
+    app = oci_app.create_app(cluster.settings.state_dir, cluster.store.engine, quota_bytes=s.quota_bytes)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+
+    class _Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self):  # type: ignore[no-untyped-def]
             yield
 
-    server = _QuietServer(config)
-    task = asyncio.create_task(server.serve(), name="oci-registry")
-    cluster.tasks.append(task)
+    server = _Server(config)
+    sock = oci_app.listen_socket(s.bind_address, s.port)
+    cluster.tasks.append(asyncio.create_task(server.serve(sockets=[sock]), name="oci-registry"))
+    registry_dir = cluster.settings.state_dir / "registry"
+    cluster.tasks.append(asyncio.create_task(oci_gc.gc_loop(cluster.store.engine, registry_dir), name="oci-gc"))
 
     async def close() -> None:
         server.should_exit = True
+        sock.close()
 
     cluster.closers.append(close)

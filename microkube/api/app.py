@@ -140,13 +140,18 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         return negotiation.respond(request, discovery.api_group_list(ctx.catalog))
 
     async def openapi_v2(request: Request) -> Response:
-        from microkube.api import openapi
+        from microkube.api import openapi, openapi_proto
 
+        doc = openapi.v2_document(ctx.catalog, extra_schemas=ctx.registry.crd_openapi)
+        if openapi_proto.wants_protobuf(request.headers.get("accept", "")):
+            # kubectl <= 1.29 proto.Unmarshal this whatever the Content-Type.
+            return Response(
+                openapi_proto.encode_cached(doc),
+                headers={"Vary": "Accept"},
+                media_type=openapi_proto.CONTENT_TYPE,
+            )
         return Response(
-            negotiation.dumps(
-                openapi.v2_document(ctx.catalog, extra_schemas=ctx.registry.crd_openapi)
-            ),
-            media_type="application/json",
+            negotiation.dumps(doc), headers={"Vary": "Accept"}, media_type="application/json"
         )
 
     async def openapi_v3(request: Request) -> Response:

@@ -17,7 +17,7 @@ from microkube import errors
 from microkube.api import negotiation, tables, watching
 from microkube.api.context import ApiContext
 from microkube.api.requestinfo import RequestInfo
-from microkube.objects.selectors import FieldSelector, LabelSelector
+from microkube.objects.selectors import FieldSelector, LabelSelector, parse_field_selector
 from microkube.resources.registry import DeleteOptions, WriteOptions
 from microkube.resources.types import ResourceType
 
@@ -74,10 +74,13 @@ def write_options(request: Request, *, subresource: str = "") -> WriteOptions:
     )
 
 
-def selectors(request: Request) -> tuple[LabelSelector | None, FieldSelector | None]:
+def selectors(request: Request, rt: ResourceType) -> tuple[LabelSelector | None, FieldSelector | None]:
     q = request.query_params
     ls = LabelSelector.parse(q["labelSelector"]) if q.get("labelSelector") else None
-    fs = FieldSelector.parse(q["fieldSelector"]) if q.get("fieldSelector") else None
+    fs = None
+    if q.get("fieldSelector"):
+        # Custom resources support only metadata.name/namespace (no kind-specific fields).
+        fs = parse_field_selector(q["fieldSelector"], rt.kind if rt.definition else "")
     return ls, fs
 
 
@@ -125,7 +128,7 @@ async def resource_request(request: Request, ctx: ApiContext, info: RequestInfo)
     reg = ctx.registry
     m = request.method
     if verb == "watch":
-        ls, fs = selectors(request)
+        ls, fs = selectors(request, rt)
         if info.name:
             name_sel = FieldSelector.parse(f"metadata.name={info.name}")
             fs = (
@@ -167,7 +170,7 @@ async def resource_request(request: Request, ctx: ApiContext, info: RequestInfo)
         return negotiation.respond(request, obj, 200 if now else 202)
     if verb == "deletecollection":
         dopts = await delete_options(request, ctx)
-        ls, fs = selectors(request)
+        ls, fs = selectors(request, rt)
         items = await reg.delete_collection(
             rt, ns or None, dopts, label_selector=ls, field_selector=fs
         )
@@ -223,7 +226,7 @@ async def delete_options(request: Request, ctx: ApiContext) -> DeleteOptions:
 
 def list_response(request: Request, ctx: ApiContext, rt: ResourceType, ns: str | None) -> Response:
     q = request.query_params
-    ls, fs = selectors(request)
+    ls, fs = selectors(request, rt)
     limit = None
     if q.get("limit"):
         try:

@@ -57,3 +57,26 @@ async def ensure(registry: Registry, settings: Settings) -> None:
             await registry.create(svc_rt, "default", svc)
         except errors.AlreadyExists:
             pass
+    if settings.registry.enabled:
+        await _local_registry_hosting(registry, settings)
+
+
+async def _local_registry_hosting(registry: Registry, settings: Settings) -> None:
+    """KEP-1755: tell tools where the built-in registry is (as MicroK8s publishes it)."""
+    cm_rt = registry.catalog.get("", "v1", "configmaps")
+    assert cm_rt is not None
+    host = f"localhost:{settings.registry.port}"
+    data = {
+        "localRegistryHosting.v1": f'host: "{host}"\nhelp: "https://github.com/kubernetes/enhancements/tree/master/keps/sig-cluster-lifecycle/generic/1755-communicating-a-local-registry"\n'
+    }
+    current = registry.try_get(cm_rt, "kube-public", "local-registry-hosting")
+    if current is None:
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "local-registry-hosting", "namespace": "kube-public"}, "data": data}
+        try:
+            await registry.create(cm_rt, "kube-public", cm)
+        except errors.AlreadyExists:
+            pass
+    elif current.get("data") != data:
+        current["data"] = data
+        await registry.update(cm_rt, "kube-public", "local-registry-hosting", current)
+

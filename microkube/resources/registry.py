@@ -118,6 +118,9 @@ class Registry:
         self.crd_schemas: dict[tuple[str, str], Any] = {}
         #: Structural schemas of custom resources for field validation, by "group/version/Kind".
         self.crd_openapi: dict[str, Any] = {}
+        #: managedFields type information of custom resources, by (group, kind).
+        self.crd_field_schemas: dict[tuple[str, str], Any] = {}
+        self._type_schema: Any = None
 
     # --- lookup ------------------------------------------------------------
 
@@ -396,11 +399,22 @@ class Registry:
             operation=operation,
             subresource=opts.subresource,
             now=meta.now(),
-            schema=self.schema_for(rt),
+            schema=self.field_schema(rt),
         )
         new["metadata"]["managedFields"] = updated["metadata"].get("managedFields", [])
         if not new["metadata"]["managedFields"]:
             new["metadata"].pop("managedFields")
+
+    def field_schema(self, rt: ResourceType) -> Any:
+        """Type information for managedFields/server-side apply (a cached TypeSchema)."""
+        if not rt.definition:
+            return self.crd_field_schemas.get((rt.group, rt.kind))
+        if self._type_schema is None:
+            from microkube.objects.typeschema import TypeSchema
+            from microkube.resources import schema
+
+            self._type_schema = TypeSchema(schema.definitions())
+        return self._type_schema
 
     def schema_for(self, rt: ResourceType) -> Any:
         """Schema handle for patch/apply: (definitions, root name) or None."""
@@ -636,7 +650,7 @@ class Registry:
             body,
             manager=opts.field_manager,
             force=opts.force,
-            schema=self.schema_for(rt),
+            schema=self.field_schema(rt),
             now=meta.now(),
         )
         meta.meta(new)["name"] = name

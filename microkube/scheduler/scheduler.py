@@ -1,0 +1,254 @@
+"""The scheduler: assigns pending pods to nodes through ``pods/binding`` semantics.
+
+Data flow (a reduced kube-scheduler)::
+
+    registry.watch(pods) ─┐                     ┌─► bind ─► Scheduled event
+                          ├─► caches ─► wake ─► pass ─┤
+    registry.watch(nodes)─┘                     └─► PodScheduled=False/Unschedulable
+                                                    + FailedScheduling event
+
+A *pass* tries every pending pod (no ``spec.nodeName``, our schedulerName, not
+deleting, no scheduling gates), oldest first, so that pods bound earlier in
+the pass count against the node's allocatable for later ones.  Filters are the
+pure functions of :mod:`microkube.scheduler.predicates`; among fitting nodes
+the least requested one wins.
+
+Retry: an unschedulable pod is tried again when the cluster changes in a way
+that could make it fit (a node is added or changed, a pod is deleted or
+finishes) or its own spec changes (tolerations added), and at least every
+``retry_interval`` seconds (upstream flushes its unschedulable queue after
+5 minutes).  Our own status writes do not trigger retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from microkube import errors
+from microkube.kubelet import events
+from microkube.objects import meta
+from microkube.scheduler import binding, predicates
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+DEFAULT_SCHEDULER = "default-scheduler"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        registry: Any,
+        *,
+        name: str = DEFAULT_SCHEDULER,
+        retry_interval: float = 60.0,
+    ) -> None:
+        self.registry = registry
+        self.name = name
+        self.retry_interval = retry_interval
+        self.pods_rt = registry.catalog.get("", "v1", "pods")
+        self.nodes_rt = registry.catalog.get("", "v1", "nodes")
+        self.recorder = events.Recorder(registry, name)
+        self.pods: dict[str, Obj] = {}
+        self.nodes: dict[str, Obj] = {}
+        self._generation = 0  # bumped by cluster changes that may free room
+        self._tried: dict[str, tuple[int, str, float]] = {}  # uid -> (gen, spec, when)
+        self._wake = asyncio.Event()
+
+    # --- caches ---------------------------------------------------------------
+
+    def prime(self) -> None:
+        """Fill the caches with one list (tests; also the start of :meth:`run`)."""
+        self.pods = {p["metadata"]["uid"]: p for p in self.registry.list(self.pods_rt, None).items}
+        self.nodes = {
+            n["metadata"]["name"]: n for n in self.registry.list(self.nodes_rt, None).items
+        }
+        self._generation += 1
+
+    def _on_pod(self, etype: str, pod: Obj) -> None:
+        uid = pod["metadata"]["uid"]
+        old = self.pods.get(uid)
+        if etype == "DELETED":
+            self.pods.pop(uid, None)
+            self._tried.pop(uid, None)
+            if (pod.get("spec") or {}).get("nodeName"):
+                self._generation += 1
+        else:
+            self.pods[uid] = pod
+            phase = (pod.get("status") or {}).get("phase")
+            old_phase = ((old or {}).get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed") and phase != old_phase:
+                self._generation += 1
+        self._wake.set()
+
+    def _on_node(self, etype: str, node: Obj) -> None:
+        name = node["metadata"]["name"]
+        old = self.nodes.get(name)
+        if etype == "DELETED":
+            self.nodes.pop(name, None)
+        else:
+            self.nodes[name] = node
+        if old is None or _node_shape(old) != _node_shape(node):
+            self._generation += 1
+        self._wake.set()
+
+    # --- one pass ---------------------------------------------------------------
+
+    def _pending(self) -> list[Obj]:
+        out = []
+        for pod in self.pods.values():
+            spec = pod.get("spec") or {}
+            if spec.get("nodeName") or meta.is_deleting(pod):
+                continue
+            if (spec.get("schedulerName") or DEFAULT_SCHEDULER) != self.name:
+                continue
+            if spec.get("schedulingGates"):
+                continue
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            out.append(pod)
+        out.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
+        return out
+
+    def _due(self, pod: Obj, now: float) -> bool:
+        tried = self._tried.get(pod["metadata"]["uid"])
+        if tried is None:
+            return True
+        gen, spec, when = tried
+        return (
+            gen != self._generation
+            or spec != _spec_key(pod)
+            or now - when >= self.retry_interval
+        )
+
+    async def schedule_pending(self) -> int:
+        """Try every due pending pod once; returns how many were bound."""
+        now = asyncio.get_running_loop().time()
+        bound = 0
+        for pod in self._pending():
+            if not self._due(pod, now):
+                continue
+            if await self.schedule_one(pod):
+                bound += 1
+            else:
+                uid = pod["metadata"]["uid"]
+                self._tried[uid] = (self._generation, _spec_key(pod), now)
+        return bound
+
+    def _on_node_pods(self, node: str) -> list[Obj]:
+        return [p for p in self.pods.values() if (p.get("spec") or {}).get("nodeName") == node]
+
+    async def schedule_one(self, pod: Obj) -> bool:
+        m = pod["metadata"]
+        reasons: dict[str, list[str]] = {}
+        fits: list[tuple[int, str]] = []
+        for name, node in sorted(self.nodes.items()):
+            r = predicates.filter_node(pod, node, self._on_node_pods(name))
+            if r:
+                reasons[name] = r
+            else:
+                fits.append((_requested_share(node, self._on_node_pods(name)), name))
+        if not fits:
+            message = predicates.unschedulable_message(len(self.nodes), reasons)
+            try:
+                await binding.set_scheduled_condition(
+                    self.registry,
+                    m["namespace"],
+                    m["name"],
+                    "False",
+                    reason="Unschedulable",
+                    message=message,
+                )
+            except errors.NotFound:
+                return False
+            await self.recorder.event(pod, events.WARNING, "FailedScheduling", message)
+            return False
+        node_name = min(fits)[1]
+        try:
+            new = await binding.bind(
+                self.registry, m["namespace"], m["name"], node_name, uid=m["uid"]
+            )
+        except (errors.NotFound, errors.Conflict) as exc:
+            log.debug("binding %s/%s: %s", m["namespace"], m["name"], exc)
+            return False
+        self.pods[m["uid"]] = new
+        self._tried.pop(m["uid"], None)
+        await self.recorder.event(
+            pod,
+            events.NORMAL,
+            "Scheduled",
+            f"Successfully assigned {m['namespace']}/{m['name']} to {node_name}",
+        )
+        return True
+
+    # --- running -----------------------------------------------------------------
+
+    async def _watch(self, rt: Any, handler: Any) -> None:
+        while True:
+            try:
+                async for etype, obj in self.registry.watch(rt, None):
+                    if etype in ("ADDED", "MODIFIED", "DELETED"):
+                        handler(etype, obj)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - re-list and watch again
+                log.debug("scheduler watch %s ended: %s", rt.plural, exc)
+            await asyncio.sleep(0.5)
+
+    async def run(self) -> None:
+        self.prime()
+        watchers = [
+            asyncio.create_task(self._watch(self.pods_rt, self._on_pod), name="scheduler-pods"),
+            asyncio.create_task(self._watch(self.nodes_rt, self._on_node), name="scheduler-nodes"),
+        ]
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.schedule_pending()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - keep scheduling
+                    log.exception("scheduling pass failed")
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.retry_interval / 4)
+                except TimeoutError:
+                    pass
+                await asyncio.sleep(0.02)  # coalesce bursts of events into one pass
+        finally:
+            for t in watchers:
+                t.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+
+
+def _spec_key(pod: Obj) -> str:
+    return json.dumps(pod.get("spec") or {}, sort_keys=True)
+
+
+def _node_shape(node: Obj) -> str:
+    """What of a node matters to scheduling (heartbeats do not)."""
+    return json.dumps(
+        [
+            node.get("spec") or {},
+            node.get("metadata", {}).get("labels") or {},
+            (node.get("status") or {}).get("allocatable") or {},
+        ],
+        sort_keys=True,
+    )
+
+
+def _requested_share(node: Obj, pods: list[Obj]) -> int:
+    """Per-mille of the node's cpu+memory already requested (lower is better)."""
+    alloc = predicates.allocatable(node)
+    used: dict[str, int] = {}
+    for p in pods:
+        for k, v in predicates.pod_requests(p).items():
+            used[k] = used.get(k, 0) + v
+    share = 0
+    for res in ("cpu", "memory"):
+        if alloc.get(res):
+            share += used.get(res, 0) * 1000 // alloc[res]
+    return share
