@@ -56,9 +56,7 @@ async def set_scheduled_condition(
         if message:
             new["message"] = message
         new["lastTransitionTime"] = (
-            old.get("lastTransitionTime")
-            if old and old.get("status") == status
-            else meta.now()
+            old.get("lastTransitionTime") if old and old.get("status") == status else meta.now()
         )
         if old is not None and old == new:
             return None

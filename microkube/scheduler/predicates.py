@@ -195,4 +195,3 @@ def unschedulable_message(total_nodes: int, reasons: dict[str, list[str]]) -> st
         counts.update(set(node_reasons))
     parts = sorted(f"{n} {r}" for r, n in counts.items())
     return f"0/{total_nodes} nodes are available: {', '.join(parts)}."
-

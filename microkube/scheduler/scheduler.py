@@ -119,9 +119,7 @@ class Scheduler:
             return True
         gen, spec, when = tried
         return (
-            gen != self._generation
-            or spec != _spec_key(pod)
-            or now - when >= self.retry_interval
+            gen != self._generation or spec != _spec_key(pod) or now - when >= self.retry_interval
         )
 
     async def schedule_pending(self) -> int:
