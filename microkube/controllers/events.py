@@ -68,8 +68,8 @@ class EventRecorder:
     async def _record(self, obj: Obj, type_: str, reason: str, message: str) -> None:
         ref = self._ref(obj)
         ns = ref.get("namespace") or "default"
-        key = (self.component, ref.get("kind", ""), ns, ref.get("name", ""), ref.get("uid", ""))
-        key += (type_, reason, message)
+        key: tuple[str, ...] = (self.component, ref.get("kind", ""), ns, ref.get("name", ""))
+        key += (ref.get("uid", ""), type_, reason, message)
         now = self.now()
         stamp = fmt_time(now)
         existing = self._seen.get(key)

@@ -29,7 +29,11 @@ async def get_all_rs_and_sync_revision(
     matching = [rs for rs in util.by_creation(rs_list) if util.equal_ignore_hash(
         rs["spec"].get("template"), template)]  # fmt: skip
     existing = matching[0] if matching else None
-    old = [rs for rs in rs_list if existing is None or rs["metadata"]["uid"] != existing["metadata"]["uid"]]
+    old = [
+        rs
+        for rs in rs_list
+        if existing is None or rs["metadata"]["uid"] != existing["metadata"]["uid"]
+    ]
     new = await get_new_rs(dc, d, rs_list, old, existing, create)
     return new, old
 
@@ -46,25 +50,25 @@ async def get_new_rs(
     new_revision = str(max_old + 1)
     now = dc.stamp()
     if existing is not None:
-        rs = copy.deepcopy(existing)
-        changed = util.set_new_rs_annotations(d, rs, new_revision, True)
+        cur = copy.deepcopy(existing)
+        changed = util.set_new_rs_annotations(d, cur, new_revision, True)
         mrs = d["spec"].get("minReadySeconds", 0)
-        if rs["spec"].get("minReadySeconds", 0) != mrs:
-            rs["spec"]["minReadySeconds"] = mrs
+        if cur["spec"].get("minReadySeconds", 0) != mrs:
+            cur["spec"]["minReadySeconds"] = mrs
             changed = True
         if changed:
-            rs = await dc.client.update(dc.rs_rt, rs)
-        needs = _set_deployment_revision(d, rs["metadata"]["annotations"].get(util.REVISION, ""))
+            cur = await dc.client.update(dc.rs_rt, cur)
+        needs = _set_deployment_revision(d, cur["metadata"]["annotations"].get(util.REVISION, ""))
         status = d.setdefault("status", {})
         if util.has_progress_deadline(d) and util.get_condition(status, "Progressing") is None:
-            msg = f'Found new replica set "{rs["metadata"]["name"]}"'
+            msg = f'Found new replica set "{cur["metadata"]["name"]}"'
             util.set_condition(
                 status, util.new_condition("Progressing", "True", util.FOUND_NEW_RS, msg, now)
             )
             needs = True
         if needs:
             await dc.write_status(d)
-        return rs
+        return cur
     if not create:
         return None
     collision = d.get("status", {}).get("collisionCount")
@@ -99,8 +103,10 @@ async def get_new_rs(
     except errors.AlreadyExists:
         found = dc.client.try_get(dc.rs_rt, d["metadata"]["namespace"], name)
         ref = util_controller_uid(found)
-        if found is not None and ref == d["metadata"]["uid"] and util.equal_ignore_hash(
-            found["spec"].get("template"), d["spec"].get("template")
+        if (
+            found is not None
+            and ref == d["metadata"]["uid"]
+            and util.equal_ignore_hash(found["spec"].get("template"), d["spec"].get("template"))
         ):
             created, already = found, True
         else:
@@ -140,11 +146,6 @@ def _set_deployment_revision(d: Obj, rev: str) -> bool:
     ann = d["metadata"].setdefault("annotations", {})
     if not rev or ann.get(util.REVISION) == rev:
         return False
-    try:
-        if ann.get(util.REVISION) and int(ann[util.REVISION]) >= int(rev) and False:
-            return False
-    except ValueError:
-        pass
     ann[util.REVISION] = rev
     return True
 
@@ -259,9 +260,7 @@ async def cleanup(dc: DeploymentController, d: Obj, old: list[Obj]) -> None:
     limit = d["spec"].get("revisionHistoryLimit")
     if limit is None:
         return
-    alive = [
-        rs for rs in old if rs is not None and not rs["metadata"].get("deletionTimestamp")
-    ]
+    alive = [rs for rs in old if rs is not None and not rs["metadata"].get("deletionTimestamp")]
     diff = len(alive) - int(limit)
     if diff <= 0:
         return

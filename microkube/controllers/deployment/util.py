@@ -105,7 +105,8 @@ def scaled_value(value: Any, total: int, round_up: bool) -> int:
 
 
 def is_rolling(d: Obj) -> bool:
-    return (d.get("spec", {}).get("strategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
+    strategy = (d.get("spec", {}).get("strategy") or {}).get("type", "RollingUpdate")
+    return bool(strategy == "RollingUpdate")
 
 
 def resolve_fenceposts(d: Obj) -> tuple[int, int]:
