@@ -1,0 +1,361 @@
+"""The cluster DNS server: dnslib wire format over asyncio UDP and TCP sockets.
+
+Only this package imports dnslib.  Each query goes::
+
+    datagram / TCP frame ─► parse (bad: FORMERR, or dropped if no header)
+        ─► Resolver.resolve (cluster zone, cluster reverse zones) ─► authoritative reply
+        └► not ours ─► TTL cache ─► upstream resolvers (UDP, TCP on truncation)
+
+Upstreams come from ``/run/systemd/resolve/resolv.conf`` when present (the real
+servers behind systemd-resolved) else ``/etc/resolv.conf``; loopback stub
+addresses such as 127.0.0.53 and our own address are skipped, since forwarding
+to them would loop.  Forwarded answers are cached for their smallest TTL
+(capped at :data:`MAX_CACHE_TTL`); a cache hit reuses the stored bytes with the
+client's query id and question (keeping 0x20 case randomisation intact).
+
+In production the server binds the pod network gateway on port 53; tests bind
+127.0.0.1 on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import struct
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import dnslib
+
+from microkube.dns.resolver import Answer, Record, Resolver
+
+log = logging.getLogger(__name__)
+
+MAX_CACHE_TTL = 300
+NEGATIVE_TTL = 5
+CACHE_SIZE = 10_000
+RESOLV_CONFS = ("/run/systemd/resolve/resolv.conf", "/etc/resolv.conf")
+
+_RCODES = {"NOERROR": dnslib.RCODE.NOERROR, "NXDOMAIN": dnslib.RCODE.NXDOMAIN}
+
+
+def read_upstreams(
+    paths: tuple[str, ...] = RESOLV_CONFS, *, exclude: tuple[str, ...] = ()
+) -> list[tuple[str, int]]:
+    """Nameservers of the first resolv.conf that exists, without loopback stubs."""
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            continue
+        out = []
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                addr = parts[1].split("%")[0]
+                try:
+                    ip = ipaddress.ip_address(addr)
+                except ValueError:
+                    continue
+                if ip.is_loopback or addr in exclude:
+                    continue
+                out.append((addr, 53))
+        return out
+    return []
+
+
+def _rdata(r: Record) -> Any:
+    v = r.value
+    if r.rtype == "A":
+        return dnslib.A(str(v))
+    if r.rtype == "PTR":
+        return dnslib.PTR(str(v))
+    if r.rtype == "CNAME":
+        return dnslib.CNAME(str(v))
+    if r.rtype == "NS":
+        return dnslib.NS(str(v))
+    if r.rtype == "TXT":
+        return dnslib.TXT(str(v))
+    assert isinstance(v, tuple)
+    if r.rtype == "SRV":
+        return dnslib.SRV(priority=v[0], weight=v[1], port=v[2], target=v[3])
+    if r.rtype == "SOA":
+        return dnslib.SOA(mname=v[0], rname=v[1], times=v[2:])
+    raise ValueError(r.rtype)
+
+
+def _rr(r: Record) -> Any:
+    return dnslib.RR(r.name, getattr(dnslib.QTYPE, r.rtype), rdata=_rdata(r), ttl=r.ttl)
+
+
+def _formerr(data: bytes) -> bytes | None:
+    """FORMERR with the query's id, or None when not even a header is there."""
+    if len(data) < 12:
+        return None
+    qid, flags = struct.unpack("!HH", data[:4])
+    if flags & 0x8000:  # a response: never answer it (reflection loops)
+        return None
+    opcode = flags & 0x7800
+    return struct.pack("!HHHHHH", qid, 0x8000 | opcode | (flags & 0x0100) | 0x0080 | 1, 0, 0, 0, 0)
+
+
+def _question_end(data: bytes) -> int:
+    """Offset just past the first question (uncompressed, as queries are)."""
+    i = 12
+    while data[i]:
+        i += 1 + data[i]
+    return i + 1 + 4
+
+
+class _Cache:
+    """(qname, qtype, qclass) → raw upstream response, with an expiry."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, int, int], tuple[float, bytes]] = OrderedDict()
+
+    def get(self, key: tuple[str, int, int]) -> bytes | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[0] < time.monotonic():
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return item[1]
+
+    def put(self, key: tuple[str, int, int], reply: Any, raw: bytes) -> None:
+        rcode = reply.header.rcode
+        if rcode not in (dnslib.RCODE.NOERROR, dnslib.RCODE.NXDOMAIN) or reply.header.tc:
+            return
+        ttls = [rr.ttl for rr in reply.rr]
+        if not ttls:
+            ttls = [min(NEGATIVE_TTL * 6, rr.ttl) for rr in reply.auth] or [NEGATIVE_TTL]
+        ttl = min(min(ttls), MAX_CACHE_TTL)
+        if ttl <= 0:
+            return
+        self._items[key] = (time.monotonic() + ttl, raw)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+class DnsServer:
+    """Cluster DNS on one address, UDP and TCP on the same port."""
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 53,
+        upstreams: list[tuple[str, int]] | None = None,
+        timeout: float = 2.0,
+    ) -> None:
+        self.resolver = resolver
+        self.host = host
+        self.port = port
+        self.upstreams = upstreams if upstreams is not None else read_upstreams(exclude=(host,))
+        self.timeout = timeout
+        self.cache = _Cache()
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind UDP then TCP on the same port (port 0: a free one, found by retrying)."""
+        loop = asyncio.get_running_loop()
+        for _ in range(20):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
+            )
+            port = transport.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+            except OSError:
+                transport.close()
+                if self.port:
+                    raise
+                continue
+            self._udp = transport  # type: ignore[assignment]
+            self.port = port
+            return
+        raise OSError("no free port for both UDP and TCP")
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._tcp.wait_closed(), 1)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # --- transports ---------------------------------------------------------
+
+    async def _answer_udp(self, data: bytes, addr: Any) -> None:
+        reply = await self.handle(data, udp=True)
+        if reply is not None and self._udp is not None:
+            self._udp.sendto(reply, addr)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(2), 10)
+                (n,) = struct.unpack("!H", head)
+                data = await asyncio.wait_for(reader.readexactly(n), 10)
+                reply = await self.handle(data, udp=False)
+                if reply is None:
+                    break
+                writer.write(struct.pack("!H", len(reply)) + reply)
+                await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    # --- queries ------------------------------------------------------------
+
+    async def handle(self, data: bytes, *, udp: bool) -> bytes | None:
+        """The reply to one wire-format query (None: drop it)."""
+        try:
+            query = dnslib.DNSRecord.parse(data)
+        except Exception:  # noqa: BLE001 - any parse failure is a malformed packet
+            return _formerr(data)
+        if query.header.qr:
+            return None
+        if query.header.opcode != dnslib.OPCODE.QUERY:
+            reply = query.reply()
+            reply.header.rcode = dnslib.RCODE.NOTIMP
+            return bytes(reply.pack())
+        if len(query.questions) != 1:
+            return _formerr(data)
+        q = query.questions[0]
+        qtype = dnslib.QTYPE.get(q.qtype, str(q.qtype))
+        answer = self.resolver.resolve(str(q.qname), qtype)
+        if answer is None:
+            return await self._forward(query, data, udp=udp)
+        reply = await self._build(query, answer, qtype)
+        return self._fit(query, reply, udp=udp)
+
+    async def _build(self, query: Any, answer: Answer, qtype: str) -> Any:
+        reply = query.reply(aa=1, ra=1)
+        reply.header.rcode = _RCODES[answer.rcode]
+        for r in answer.answer:
+            reply.add_answer(_rr(r))
+        for r in answer.authority:
+            reply.add_auth(_rr(r))
+        for r in answer.additional:
+            reply.add_ar(_rr(r))
+        cnames = [r for r in answer.answer if r.rtype == "CNAME"]
+        if cnames and qtype not in ("CNAME", "ANY") and len(cnames) == len(answer.answer):
+            # ExternalName: resolve the target too, as CoreDNS' upstream option does.
+            target = str(cnames[-1].value)
+            sub = dnslib.DNSRecord.question(target, qtype)
+            raw = await self._forward(sub, bytes(sub.pack()), udp=False)
+            if raw is not None:
+                with contextlib.suppress(Exception):
+                    for rr in dnslib.DNSRecord.parse(raw).rr:
+                        reply.add_answer(rr)
+        return reply
+
+    @staticmethod
+    def _fit(query: Any, reply: Any, *, udp: bool) -> bytes:
+        raw = bytes(reply.pack())
+        if not udp:
+            return raw
+        limit = 512
+        for ar in query.ar:
+            if ar.rtype == dnslib.QTYPE.OPT:
+                limit = max(512, min(int(ar.rclass), 4096))
+        if len(raw) <= limit:
+            return raw
+        reply.rr, reply.auth, reply.ar = [], [], []
+        reply.header.tc = 1
+        return bytes(reply.pack())
+
+    async def _forward(self, query: Any, data: bytes, *, udp: bool) -> bytes | None:
+        q = query.questions[0]
+        key = (str(q.qname).lower(), int(q.qtype), int(q.qclass))
+        hit = self.cache.get(key)
+        if hit is not None:
+            end = _question_end(hit)
+            return data[:2] + hit[2:12] + data[12:end] + hit[end:]
+        for host, port in self.upstreams:
+            try:
+                raw = await self._ask(host, port, data, tcp=False)
+                parsed = dnslib.DNSRecord.parse(raw)
+                if parsed.header.tc:
+                    raw = await self._ask(host, port, data, tcp=True)
+                    parsed = dnslib.DNSRecord.parse(raw)
+            except (TimeoutError, OSError, dnslib.DNSError) as exc:
+                log.debug("dns upstream %s:%d: %r", host, port, exc)
+                continue
+            if parsed.header.id != query.header.id:
+                continue
+            self.cache.put(key, parsed, raw)
+            if udp and len(raw) > 512 and not query.ar:
+                return self._fit(query, parsed, udp=True)
+            return raw
+        reply = query.reply(ra=1)
+        reply.header.rcode = dnslib.RCODE.SERVFAIL
+        return bytes(reply.pack())
+
+    async def _ask(self, host: str, port: int, data: bytes, *, tcp: bool) -> bytes:
+        if tcp:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port), self.timeout
+            )
+            try:
+                writer.write(struct.pack("!H", len(data)) + data)
+                await writer.drain()
+                (n,) = struct.unpack(
+                    "!H", await asyncio.wait_for(reader.readexactly(2), self.timeout)
+                )
+                return await asyncio.wait_for(reader.readexactly(n), self.timeout)
+            finally:
+                writer.close()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes] = loop.create_future()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _ClientProtocol(fut), remote_addr=(host, port)
+        )
+        try:
+            transport.sendto(data)
+            return await asyncio.wait_for(fut, self.timeout)
+        finally:
+            transport.close()
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.server._spawn(self.server._answer_udp(data, addr))
+
+
+class _ClientProtocol(asyncio.DatagramProtocol):
+    def __init__(self, fut: asyncio.Future[bytes]) -> None:
+        self.fut = fut
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.fut.done():
+            self.fut.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.fut.done():
+            self.fut.set_exception(exc)
