@@ -60,3 +60,22 @@ class PriorityClassStrategy(Strategy):
         if not isinstance(obj.get("value"), int):
             return [errors.required("value")]
         return []
+
+
+def path_segment_name_errors(name: str) -> list[str]:
+    """Mirrors apimachinery ``path.ValidatePathSegmentName`` (RBAC names may contain ':')."""
+    if name in (".", ".."):
+        return [f'may not be "{name}"']
+    for bad in ("/", "%"):
+        if bad in name:
+            return [f"may not contain '{bad}'"]
+    return []
+
+
+class _RbacStrategy(Strategy):
+    def name_errors(self, name: str) -> list[str]:
+        return path_segment_name_errors(name)
+
+
+for _kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
+    register("rbac.authorization.k8s.io", _kind)(type(f"{_kind}Strategy", (_RbacStrategy,), {}))
