@@ -1,0 +1,142 @@
+"""Rollouts with the real kubectl against a real server (``--runtime fake``).
+
+Until a kubelet runs pods, a background thread plays kubelet: it marks every
+pod Running and Ready through ``pods/status``, as tests/support/pods.py does
+in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import make_kubectl
+from tests.support.pods import ready_status
+from tests.support.server import Kubectl, Server
+
+pytestmark = pytest.mark.kubectl
+
+
+@pytest.fixture(scope="module")
+def fake_kubelet(server: Server) -> Iterator[None]:
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            code, pods = server.request("GET", "/api/v1/pods")
+            for pod in pods.get("items", []) if code == 200 else []:
+                m = pod["metadata"]
+                if m.get("deletionTimestamp") or pod.get("status", {}).get("phase") == "Running":
+                    continue
+                pod["status"] = ready_status(pod)
+                server.request(
+                    "PUT", f"/api/v1/namespaces/{m['namespace']}/pods/{m['name']}/status", pod
+                )
+            stop.wait(0.1)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    yield
+    stop.set()
+    t.join(5)
+
+
+@pytest.fixture
+def k(kubeconfig: Path, tmp_path: Path, fake_kubelet: None) -> Kubectl:
+    return make_kubectl("1.32", kubeconfig, tmp_path / "home")
+
+
+def wait_for(pred, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def pod_count(k: Kubectl, selector: str) -> int:
+    out = k("get", "pods", "-l", selector, "-o", "json").stdout
+    return sum(1 for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp"))
+
+
+def image(k: Kubectl, name: str) -> str:
+    return k(
+        "get", "deploy", name, "-o", "jsonpath={.spec.template.spec.containers[0].image}"
+    ).stdout
+
+
+def test_rollout_lifecycle(k: Kubectl) -> None:
+    k("create", "deployment", "web", "--image=nginx:1", "--replicas=3")
+    out = k("rollout", "status", "deploy/web", "--timeout=30s").stdout
+    assert 'deployment "web" successfully rolled out' in out
+    assert pod_count(k, "app=web") == 3
+
+    k("set", "image", "deploy/web", "nginx=nginx:2")
+    k("annotate", "deploy/web", "kubernetes.io/change-cause=to v2")
+    assert "successfully rolled out" in k("rollout", "status", "deploy/web", "--timeout=30s").stdout
+    hist = k("rollout", "history", "deploy/web").stdout
+    lines = [line.split() for line in hist.splitlines()[2:] if line.strip()]
+    assert [line[0] for line in lines] == ["1", "2"]
+    assert "to v2" in hist
+    assert "nginx:1" in k("rollout", "history", "deploy/web", "--revision=1").stdout
+
+    k("rollout", "undo", "deploy/web")
+    k("rollout", "status", "deploy/web", "--timeout=30s")
+    assert image(k, "web") == "nginx:1"
+    hist = k("rollout", "history", "deploy/web").stdout
+    assert [line.split()[0] for line in hist.splitlines()[2:] if line.strip()] == ["2", "3"]
+    k("rollout", "undo", "deploy/web", "--to-revision=2")
+    k("rollout", "status", "deploy/web", "--timeout=30s")
+    assert image(k, "web") == "nginx:2"
+
+    rs_before = set(k("get", "rs", "-l", "app=web", "-o", "name").stdout.split())
+    k("rollout", "restart", "deploy/web")
+    k("rollout", "status", "deploy/web", "--timeout=30s")
+    rs_after = set(k("get", "rs", "-l", "app=web", "-o", "name").stdout.split())
+    assert len(rs_after - rs_before) == 1
+
+    k("rollout", "pause", "deploy/web")
+    k("set", "image", "deploy/web", "nginx=nginx:3")
+    time.sleep(0.5)
+    assert set(k("get", "rs", "-l", "app=web", "-o", "name").stdout.split()) == rs_after
+    k("rollout", "resume", "deploy/web")
+    k("rollout", "status", "deploy/web", "--timeout=30s")
+
+    k("scale", "deploy/web", "--replicas=5")
+    k("rollout", "status", "deploy/web", "--timeout=30s")
+    wait_for(lambda: pod_count(k, "app=web") == 5)
+    k("scale", "deploy/web", "--replicas=1")
+    k("rollout", "status", "deploy/web", "--timeout=30s")
+    wait_for(lambda: pod_count(k, "app=web") == 1)
+    events = k("get", "events", "--field-selector", "involvedObject.name=web").stdout
+    assert "ScalingReplicaSet" in events
+
+    k("delete", "deploy/web", "--timeout=30s")
+    wait_for(lambda: k("get", "rs", "-l", "app=web", "-o", "name").stdout.strip() == "")
+    wait_for(lambda: pod_count(k, "app=web") == 0)
+
+
+def test_delete_cascade_orphan_and_foreground(k: Kubectl) -> None:
+    k("create", "deployment", "keep", "--image=nginx:1", "--replicas=2")
+    k("rollout", "status", "deploy/keep", "--timeout=30s")
+    k("delete", "deploy/keep", "--cascade=orphan", "--timeout=30s")
+    rs = json.loads(k("get", "rs", "-l", "app=keep", "-o", "json").stdout)["items"]
+    assert len(rs) == 1 and "ownerReferences" not in rs[0]["metadata"]
+    assert pod_count(k, "app=keep") == 2
+    k("delete", "rs", rs[0]["metadata"]["name"], "--cascade=foreground", "--timeout=30s")
+    assert pod_count(k, "app=keep") == 0
+
+
+def test_old_kubectl_rollout(kubeconfig: Path, tmp_path: Path, fake_kubelet: None) -> None:
+    k = make_kubectl("1.27", kubeconfig, tmp_path / "home127")
+    k("create", "deployment", "old", "--image=nginx:1", "--replicas=2")
+    k("rollout", "status", "deploy/old", "--timeout=30s")
+    k("set", "image", "deploy/old", "nginx=nginx:2")
+    k("rollout", "status", "deploy/old", "--timeout=30s")
+    hist = k("rollout", "history", "deploy/old").stdout
+    assert [line.split()[0] for line in hist.splitlines()[2:] if line.strip()] == ["1", "2"]
+    k("delete", "deploy/old", "--timeout=30s")
