@@ -16,14 +16,22 @@ from microkube.client.informer import InformerFactory
 from microkube.client.local import LocalClient
 from microkube.controllers import events, namespace, serviceaccount
 from microkube.controllers.base import Controller
+from microkube.controllers.cronjob import CronJobController
+from microkube.controllers.daemonset import DaemonSetController
 from microkube.controllers.deployment import DeploymentController
 from microkube.controllers.garbagecollector import GarbageCollector
+from microkube.controllers.job import JobController
 from microkube.controllers.replicaset import ReplicaSetController
+from microkube.controllers.statefulset import StatefulSetController
 
 CONTROLLERS: list[type[Controller]] = [
     ReplicaSetController,
     DeploymentController,
     GarbageCollector,
+    JobController,
+    CronJobController,
+    StatefulSetController,
+    DaemonSetController,
 ]
 
 
