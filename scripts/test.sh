@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Quick start: set up on a fresh Debian 12 (root) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
