@@ -224,13 +224,13 @@ def _string(value: str, schema: Schema, path: str, name: str, out: list[errors.C
     max_len = schema.get("maxLength")
     if isinstance(max_len, int) and len(value) > max_len:
         out.append(
-            errors.Cause("FieldValueTooLong", f"Too long: may not be more than {max_len} bytes", path)
+            errors.Cause(
+                "FieldValueTooLong", f"Too long: may not be more than {max_len} bytes", path
+            )
         )
     min_len = schema.get("minLength")
     if isinstance(min_len, int) and len(value) < min_len:
-        out.append(
-            _invalid(path, value, f"{name} in body should be at least {min_len} chars long")
-        )
+        out.append(_invalid(path, value, f"{name} in body should be at least {min_len} chars long"))
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
         try:
@@ -423,5 +423,7 @@ def _structural(schema: Schema, path: str, out: list[errors.Cause], *, root: boo
         for i, sub in enumerate(schema.get(comb) or []):
             if isinstance(sub, dict) and "type" in sub:
                 out.append(
-                    errors.forbidden_field(f"{path}.{comb}[{i}].type", "must be empty to be structural")
+                    errors.forbidden_field(
+                        f"{path}.{comb}[{i}].type", "must be empty to be structural"
+                    )
                 )

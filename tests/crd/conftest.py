@@ -1,0 +1,108 @@
+"""Fixtures: a real Store in tmp_path and a Registry with the default namespace."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from microkube.resources.catalog import default_catalog
+from microkube.resources.registry import Registry
+from microkube.settings import StoreSettings
+from microkube.store.log import Store
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
+    store = await Store.open(tmp_path / "state.db", StoreSettings(compact_interval=3600.0))
+    reg = Registry(store, default_catalog())
+    ns = reg.catalog.get("", "v1", "namespaces")
+    assert ns is not None
+    await reg.create(ns, "", {"metadata": {"name": "default"}})
+    try:
+        yield reg
+    finally:
+        await store.close()
+
+
+CRONTAB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "required": ["cronSpec"],
+            "properties": {
+                "cronSpec": {
+                    "type": "string",
+                    "pattern": r"^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$",
+                },
+                "image": {"type": "string", "maxLength": 20},
+                "replicas": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
+                "mode": {"type": "string", "enum": ["fast", "slow"]},
+                "ports": {
+                    "type": "array",
+                    "maxItems": 2,
+                    "items": {
+                        "type": "object",
+                        "required": ["port"],
+                        "properties": {
+                            "port": {"x-kubernetes-int-or-string": True},
+                            "name": {"type": "string", "nullable": True},
+                        },
+                    },
+                },
+                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            },
+        },
+        "status": {
+            "type": "object",
+            "properties": {"phase": {"type": "string"}},
+        },
+    },
+}
+
+
+def crontab_crd(
+    *, scope: str = "Namespaced", schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "crontabs.stable.example.com"},
+        "spec": {
+            "group": "stable.example.com",
+            "scope": scope,
+            "names": {
+                "plural": "crontabs",
+                "singular": "crontab",
+                "kind": "CronTab",
+                "shortNames": ["ct"],
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema or CRONTAB_SCHEMA},
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"},
+                        {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+                    ],
+                },
+                {
+                    "name": "v1beta1",
+                    "served": True,
+                    "storage": False,
+                    "schema": {"openAPIV3Schema": schema or CRONTAB_SCHEMA},
+                },
+            ],
+        },
+    }
