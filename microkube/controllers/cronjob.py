@@ -129,7 +129,8 @@ class CronJobController(Controller):
         before = {k: status.get(k) for k in ("active", "lastScheduleTime", "lastSuccessfulTime")}
         active: list[dict[str, Any]] = list(status.get("active") or [])
         now = self.now()
-        requeue = await self._sync_children(cj, jobs, active)
+        await self._sync_children(cj, jobs, active)
+        requeue = None
         if not meta.is_deleting(cj):
             requeue = await self._schedule(cj, active, jobs, now)
         status["active"] = active

@@ -107,7 +107,7 @@ async def ensure_revision(
     labels.update(extra_labels or {})
     for _ in range(20):
         h = compute_hash(data, collision_count)
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": "apps/v1",
             "kind": "ControllerRevision",
             "metadata": {
@@ -184,7 +184,7 @@ def owned(objs: list[dict[str, Any]], owner: dict[str, Any]) -> list[dict[str, A
 def pod_ready(pod: dict[str, Any]) -> bool:
     for c in (pod.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready":
-            return c.get("status") == "True"
+            return bool(c.get("status") == "True")
     return False
 
 
