@@ -85,11 +85,7 @@ def selectors(request: Request, rt: ResourceType) -> tuple[LabelSelector | None,
 
 
 def _finish(request: Request, obj: Any, status: int, opts: WriteOptions | None = None) -> Response:
-    headers = {}
-    if opts is not None and opts.warnings:
-        # Starlette joins duplicate header keys poorly; use one header per warning via raw list below.
-        pass
-    resp = negotiation.respond(request, obj, status, headers)
+    resp = negotiation.respond(request, obj, status)
     if opts is not None:
         for w in opts.warnings:
             resp.raw_headers.append((b"warning", f'299 - "{w}"'.encode()))

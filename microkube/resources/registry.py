@@ -18,6 +18,7 @@ everything else goes at once.
 from __future__ import annotations
 
 import base64
+import builtins
 import copy
 import json
 import logging
@@ -338,7 +339,7 @@ class Registry:
             raise errors.invalid(rt.kind, name, causes, group=rt.group)
 
     @staticmethod
-    def _validate_meta_update(new: dict[str, Any], old: dict[str, Any]) -> list[errors.Cause]:
+    def _validate_meta_update(new: dict[str, Any], old: dict[str, Any]) -> builtins.list[errors.Cause]:
         causes = []
         nm, om = new["metadata"], old["metadata"]
         for f in ("name", "namespace", "uid", "creationTimestamp"):
@@ -822,7 +823,7 @@ class Registry:
         *,
         label_selector: LabelSelector | None = None,
         field_selector: FieldSelector | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         result = self.list(
             rt, namespace, label_selector=label_selector, field_selector=field_selector
         )
@@ -885,7 +886,7 @@ class Registry:
 
     def _filter_event(
         self, rt: ResourceType, ev: Any, ls: LabelSelector | None, fs: FieldSelector | None
-    ) -> list[tuple[str, dict[str, Any]]]:
+    ) -> builtins.list[tuple[str, dict[str, Any]]]:
         obj = self._present(rt, ev.kv.value)
         if (ls is None or ls.empty) and (fs is None or fs.empty):
             return [(ev.type, obj)]

@@ -104,13 +104,21 @@ def test_apps_scale_and_status_subresources(api: client.ApiClient, ns: str) -> N
     scale = apps.patch_namespaced_deployment_scale("d", ns, {"spec": {"replicas": 3}})
     assert scale.spec.replicas == 3
     assert apps.read_namespaced_deployment("d", ns).spec.replicas == 3
-    # status writes ignore spec; main writes ignore status
-    cur = apps.read_namespaced_deployment("d", ns)
-    cur.spec.replicas = 9
-    cur.status = client.V1DeploymentStatus(observed_generation=99, replicas=1)
-    apps.replace_namespaced_deployment_status("d", ns, cur)
-    after = apps.read_namespaced_deployment("d", ns)
-    assert after.spec.replicas == 3 and after.status.observed_generation == 99
+    # Status writes ignore spec; main writes ignore status (on a kind no controller touches).
+    core = client.CoreV1Api(api)
+    core.create_namespaced_resource_quota(ns, {"metadata": {"name": "q"}, "spec": {"hard": {"pods": "5"}}, "status": {"used": {"pods": "4"}}})
+    q = core.read_namespaced_resource_quota("q", ns)
+    assert q.status is None or not q.status.used
+    q.spec.hard = {"pods": "9"}
+    q.status = client.V1ResourceQuotaStatus(hard={"pods": "5"}, used={"pods": "1"})
+    core.replace_namespaced_resource_quota_status("q", ns, q)
+    after = core.read_namespaced_resource_quota("q", ns)
+    assert after.spec.hard == {"pods": "5"} and after.status.used == {"pods": "1"}
+    after.status.used = {"pods": "3"}
+    after.spec.hard = {"pods": "7"}
+    core.replace_namespaced_resource_quota("q", ns, after)
+    final = core.read_namespaced_resource_quota("q", ns)
+    assert final.spec.hard == {"pods": "7"} and final.status.used == {"pods": "1"}
 
 
 def test_dry_run_and_delete_with_finalizers(api: client.ApiClient, ns: str, server: Server) -> None:
