@@ -105,7 +105,16 @@ async def start(settings: Settings) -> Cluster:
 
     registry.services["service-allocator"] = allocators.ServiceAllocator(registry, settings.network)
     await bootstrap.ensure(registry, settings)
-    return Cluster(settings, store, registry, ctx, p)
+    from microkube.auth import bootstrap_rbac, rbac, users
+    from microkube.controllers import crd
+
+    ctx.authenticator.static = users.StaticUsers(users.users_file(settings.pki_dir))
+    ctx.authorizer = rbac.authorizer_for(settings.api.authorization, registry)
+    await bootstrap_rbac.ensure(registry)
+    crd.restore(registry)
+    cluster = Cluster(settings, store, registry, ctx, p)
+    cluster.tasks.append(asyncio.create_task(crd.run(registry), name="crd-controller"))
+    return cluster
 
 
 def _service_ips(settings: Settings) -> list[str]:

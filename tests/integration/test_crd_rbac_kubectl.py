@@ -1,0 +1,181 @@
+"""CRDs and RBAC with the real kubectl 1.32 against a real microkube server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.server import Kubectl, Server
+
+CRD = r"""
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names: {plural: crontabs, singular: crontab, kind: CronTab, shortNames: [ct]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Spec, type: string, jsonPath: .spec.cronSpec}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [cronSpec]
+            properties:
+              cronSpec: {type: string, pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'}
+              image: {type: string}
+              replicas: {type: integer, minimum: 1, maximum: 10, default: 1}
+              mode: {type: string, enum: [fast, slow]}
+          status:
+            type: object
+            properties:
+              phase: {type: string}
+"""
+
+CRONTAB = """
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata: {name: my-cron}
+spec: {cronSpec: "* * * * */5", image: my-cron-image}
+"""
+
+BAD = """
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata: {name: bad-cron}
+spec: {cronSpec: nope, replicas: 50, mode: medium}
+"""
+
+
+def test_crd_lifecycle(kubectl132: Kubectl) -> None:
+    k = kubectl132
+    k("apply", "-f", "-", input=CRD)
+    k("wait", "--for=condition=Established", "crd/crontabs.stable.example.com", "--timeout=10s")
+    k("apply", "-f", "-", input=CRONTAB)
+    table = k("get", "crontabs").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SPEC", "REPLICAS"]
+    assert table[1].split() == ["my-cron", "*", "*", "*", "*", "*/5", "1"]
+    k("patch", "ct", "my-cron", "--type=merge", "-p", '{"spec":{"replicas":3}}')
+    k(
+        "patch",
+        "ct",
+        "my-cron",
+        "--type=json",
+        "-p",
+        '[{"op":"replace","path":"/spec/image","value":"x"}]',
+    )
+    out = k(
+        "get",
+        "ct",
+        "my-cron",
+        "-o",
+        "jsonpath={.spec.replicas} {.spec.image} {.metadata.generation}",
+    )
+    assert out.stdout == "3 x 3"
+    k(
+        "patch",
+        "ct",
+        "my-cron",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Running"}}',
+    )
+    assert k("get", "ct", "my-cron", "-o", "jsonpath={.status.phase}").stdout == "Running"
+    bad = k("apply", "-f", "-", input=BAD, check=False)
+    assert bad.returncode != 0
+    assert 'The CronTab "bad-cron" is invalid:' in bad.stderr
+    assert (
+        'spec.cronSpec: Invalid value: "nope": spec.cronSpec in body should match '
+        "'^(\\d+|\\*)(/\\d+)?(\\s+(\\d+|\\*)(/\\d+)?){4}$'" in bad.stderr
+    )
+    assert 'spec.mode: Unsupported value: "medium": supported values: "fast", "slow"' in bad.stderr
+    assert (
+        "spec.replicas: Invalid value: 50: spec.replicas in body should be less than or equal to 10"
+        in bad.stderr
+    )
+    k("delete", "ct", "my-cron")
+    k("apply", "-f", "-", input=CRONTAB)
+    k("delete", "crd", "crontabs.stable.example.com", "--timeout=20s")
+    assert "crontabs" not in k("api-resources").stdout
+
+
+def test_view_user_can_get_but_not_delete(
+    server: Server, kubectl132: Kubectl, tmp_path: Path
+) -> None:
+    admin = kubectl132
+    cfg = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "microkube",
+            "add-user",
+            "bob",
+            "--group",
+            "devs",
+            "--state-dir",
+            str(server.state_dir),
+            "--port",
+            str(server.port),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    (tmp_path / "bob.kc").write_text(cfg)
+    bob = Kubectl(admin.binary, tmp_path / "bob.kc", tmp_path / "bobhome")
+    who = bob("auth", "whoami").stdout
+    assert "bob" in who and "system:authenticated" in who and "devs" in who
+    denied = bob("get", "pods", check=False)
+    assert denied.returncode != 0
+    assert (
+        'Error from server (Forbidden): pods is forbidden: User "bob" cannot list resource "pods" '
+        'in API group "" in the namespace "default"'
+    ) in denied.stderr
+    admin("create", "clusterrolebinding", "bob-view", "--clusterrole=view", "--user=bob")
+    admin("create", "configmap", "cfg", "--from-literal=a=b")
+    assert bob("get", "configmap", "cfg", "-o", "name").stdout.strip() == "configmap/cfg"
+    gone = bob("delete", "configmap", "cfg", check=False)
+    assert gone.returncode != 0
+    assert (
+        'configmaps "cfg" is forbidden: User "bob" cannot delete resource "configmaps" '
+        'in API group "" in the namespace "default"'
+    ) in gone.stderr
+    assert bob("auth", "can-i", "get", "configmaps").stdout.strip() == "yes"
+    assert bob("auth", "can-i", "delete", "configmaps", check=False).stdout.strip() == "no"
+    assert admin("auth", "can-i", "list", "pods", "--as", "bob").stdout.strip() == "yes"
+    assert bob("auth", "can-i", "get", "nodes", check=False).stdout.strip() == "no"
+    cluster = bob("delete", "namespace", "kube-public", check=False)
+    assert (
+        'namespaces "kube-public" is forbidden: User "bob" cannot delete resource "namespaces" '
+        'in API group "" at the cluster scope'
+    ) in cluster.stderr
+
+
+def test_crd_established_within_a_second(kubectl132: Kubectl) -> None:
+    k = kubectl132
+    crd = (
+        CRD.replace("crontabs", "backups").replace("CronTab", "Backup").replace("crontab", "backup")
+    )
+    crd = crd.replace("shortNames: [ct]", "shortNames: [bk]")
+    start = time.monotonic()
+    k("create", "-f", "-", input=crd)
+    k("wait", "--for=condition=Established", "crd/backups.stable.example.com", "--timeout=10s")
+    assert time.monotonic() - start < 3.0
+    accepted = k(
+        "get", "crd", "backups.stable.example.com", "-o", "jsonpath={.status.acceptedNames.kind}"
+    )
+    assert accepted.stdout == "Backup"
+    k("delete", "crd", "backups.stable.example.com")
