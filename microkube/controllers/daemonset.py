@@ -226,11 +226,18 @@ class DaemonSetController(Controller):
                 await self._delete(ds, p)
             if len(live) == len(failed):
                 await self._create(ds, template, node, hash_)
-            elif len(live) - len(failed) > 1:
-                # Keep the oldest (mirrors podsShouldBeOnNode's duplicate handling).
-                extra = sorted(live, key=lambda p: p["metadata"]["creationTimestamp"])[1:]
-                for p in extra:
+            else:
+                # Duplicates of one revision: keep the oldest (a surge pair of two
+                # revisions is the rolling update's business).
+                groups: dict[str, list[dict[str, Any]]] = {}
+                for p in live:
                     if p not in failed:
+                        groups.setdefault(_hash(p), []).append(p)
+                for group in groups.values():
+                    group.sort(
+                        key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"])
+                    )
+                    for p in group[1:]:
                         await self._delete(ds, p)
         for node, ps in by_node.items():
             if node not in wanted:
