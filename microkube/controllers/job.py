@@ -82,6 +82,15 @@ class JobController(Controller):
     async def sync(self, namespace: str, name: str) -> float | None:
         job = self.client.try_get(self.job_rt, namespace, name)
         if job is None:
+            # Orphans of a deleted Job must not stay blocked by our finalizer.
+            await self._release(
+                [
+                    p
+                    for p in self.client.list(self.pod_rt, namespace).items
+                    if (meta.controller_ref(p) or {}).get("kind") == "Job"
+                    and meta.controller_ref(p)["name"] == name  # type: ignore[index]
+                ]
+            )
             return None
         pods = self.pods_of(job)
         now = self.now()

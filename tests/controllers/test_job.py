@@ -310,3 +310,12 @@ def test_index_formatting() -> None:
     assert js.parse_indexes("0-2,4,6-7") == {0, 1, 2, 4, 6, 7}
     assert js.parse_indexes("0-9", limit=3) == {0, 1, 2}
     assert js.format_indexes(set()) == ""
+
+
+async def test_deleted_job_releases_its_pods(client, registry, ctl) -> None:
+    await create_job(client, parallelism=2, completions=2)
+    await ctl.sync("default", "pi")
+    assert len(pods(client)) == 2
+    await client.delete(client.resource("batch", "jobs"), "default", "pi")
+    await ctl.sync("default", "pi")
+    assert all(not p["metadata"].get("finalizers") for p in pods(client))
