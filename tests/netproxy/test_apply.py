@@ -1,0 +1,159 @@
+"""The generated ruleset loaded into the kernel, driving real traffic between
+network namespaces (root, nft and ip required; skipped otherwise).
+
+Each test uses its own table name and always deletes it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import random
+import socket
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from microkube.controllers.endpoints import node_address
+from microkube.netproxy import apply, model, rules
+from tests.netproxy.conftest import PodNet, need_nft
+
+
+@pytest.fixture
+def table() -> Iterator[str]:
+    need_nft()
+    name = f"mktest{os.getpid()}_{random.randint(0, 9999)}"
+    try:
+        yield name
+    finally:
+        apply.run_nft(rules.delete_script(name))
+        assert (
+            name
+            not in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        )
+
+
+def svc(name: str, ip: str, *, port: int = 80, node_port: int = 0, **spec: Any) -> dict[str, Any]:
+    p: dict[str, Any] = {"name": "http", "port": port, "protocol": "TCP"}
+    if node_port:
+        p["nodePort"] = node_port
+    return {
+        "metadata": {"namespace": "default", "name": name},
+        "spec": {
+            "type": "NodePort" if node_port else "ClusterIP",
+            "clusterIP": ip,
+            "ports": [p],
+            **spec,
+        },
+    }
+
+
+def eslice(service: str, ips: list[str]) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "default",
+            "name": f"{service}-x",
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips],
+    }
+
+
+def get(host: str, port: int) -> str:
+    conn = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
+def vip() -> str:
+    return f"10.239.{random.randint(0, 250)}.{random.randint(2, 250)}"
+
+
+def free_node_port() -> int:
+    return random.randint(30000, 32767)
+
+
+def test_cluster_ip_load_balancing_hairpin_and_updates(table: str, pods: list[PodNet]) -> None:
+    ip = vip()
+    a = apply.Applier(rules.ProxyConfig(table))
+    services = [svc("web", ip)]
+    a.sync(model.build(services, [eslice("web", [p.ip for p in pods])]))
+    hits = Counter(get(ip, 80) for _ in range(120))
+    assert set(hits) == {"pod0", "pod1"}
+    assert min(hits.values()) >= 25, hits  # even random split (p of failing ~1e-10)
+    # Pod → ClusterIP → itself (hairpin) and → the other pod.
+    out = pods[0].run(
+        "python3",
+        "-c",
+        f"import urllib.request as u; print(u.urlopen('http://{ip}/', timeout=2).read().decode())",
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() in ("pod0", "pod1")
+    # Scale down to one endpoint: the stale endpoint chain is removed.
+    a.sync(model.build(services, [eslice("web", [pods[1].ip])]))
+    assert {get(ip, 80) for _ in range(10)} == {"pod1"}
+    listing = subprocess.run(
+        ["nft", "list", "table", "ip", table], capture_output=True, text=True
+    ).stdout
+    assert pods[0].ip not in listing
+    # Deleting the table on close removes everything.
+    a.close()
+    assert (
+        table
+        not in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    )
+
+
+def test_no_endpoints_rejects_with_reset(table: str, pods: list[PodNet]) -> None:
+    ip = vip()
+    a = apply.Applier(rules.ProxyConfig(table))
+    a.sync(model.build([svc("empty", ip)], []))
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((ip, 80), timeout=2).close()
+    # From a pod too (forward hook).
+    out = pods[0].run("python3", "-c", f"import socket; socket.create_connection(('{ip}', 80), 2)")
+    assert "ConnectionRefusedError" in out.stderr
+
+
+def test_client_ip_affinity(table: str, pods: list[PodNet]) -> None:
+    ip = vip()
+    a = apply.Applier(rules.ProxyConfig(table))
+    services = [
+        svc(
+            "sticky",
+            ip,
+            sessionAffinity="ClientIP",
+            sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}},
+        )
+    ]
+    slices = [eslice("sticky", [p.ip for p in pods])]
+    a.sync(model.build(services, slices))
+    assert len({get(ip, 80) for _ in range(30)}) == 1
+    # A reload keeps the affinity state.
+    first = get(ip, 80)
+    a.sync(model.build(services + [svc("other", vip())], slices))
+    assert {get(ip, 80) for _ in range(10)} == {first}
+
+
+def test_node_ports_on_node_address_and_localhost(
+    table: str, pods: list[PodNet], tmp_path: Path
+) -> None:
+    ip, port = vip(), free_node_port()
+    before = apply.ROUTE_LOCALNET.read_text()
+    a = apply.Applier(rules.ProxyConfig(table), state_dir=tmp_path)
+    try:
+        a.sync(model.build([svc("np", ip, node_port=port)], [eslice("np", [pods[0].ip])]))
+        assert get(node_address(), port) == "pod0"
+        assert apply.ROUTE_LOCALNET.read_text().strip() == "1"
+        assert get("127.0.0.1", port) == "pod0"
+    finally:
+        a.close()
+    assert apply.ROUTE_LOCALNET.read_text() == before
