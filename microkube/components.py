@@ -20,6 +20,10 @@ async def start_all(cluster: Any) -> None:
 
     tasks = await manager.start(cluster)
     cluster.tasks.extend(tasks)
+    from microkube.kubelet import agent
+
+    await agent.start_scheduler(cluster)
+    await agent.start(cluster)
     if cluster.settings.registry.enabled:
         await _start_oci(cluster)
 
@@ -34,7 +38,9 @@ async def _start_oci(cluster: Any) -> None:
     from microkube.oci import gc as oci_gc
 
     s = cluster.settings.registry
-    app = oci_app.create_app(cluster.settings.state_dir, cluster.store.engine, quota_bytes=s.quota_bytes)
+    app = oci_app.create_app(
+        cluster.settings.state_dir, cluster.store.engine, quota_bytes=s.quota_bytes
+    )
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
 
     class _Server(uvicorn.Server):
@@ -46,7 +52,9 @@ async def _start_oci(cluster: Any) -> None:
     sock = oci_app.listen_socket(s.bind_address, s.port)
     cluster.tasks.append(asyncio.create_task(server.serve(sockets=[sock]), name="oci-registry"))
     registry_dir = cluster.settings.state_dir / "registry"
-    cluster.tasks.append(asyncio.create_task(oci_gc.gc_loop(cluster.store.engine, registry_dir), name="oci-gc"))
+    cluster.tasks.append(
+        asyncio.create_task(oci_gc.gc_loop(cluster.store.engine, registry_dir), name="oci-gc")
+    )
 
     async def close() -> None:
         server.should_exit = True

@@ -284,14 +284,15 @@ class NodeAgent:
             assert out is not None
             return dict(out)
         except errors.NotFound:
+            lease_meta: Obj = {"name": self.name, "namespace": LEASE_NAMESPACE}
+            if owner:
+                lease_meta["ownerReferences"] = owner
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": LEASE_NAMESPACE},
+                "metadata": lease_meta,
                 "spec": spec,
             }
-            if owner:
-                body["metadata"]["ownerReferences"] = owner
             return dict(await self.registry.create(self.leases_rt, LEASE_NAMESPACE, body))
 
     async def run(self) -> None:

@@ -280,4 +280,38 @@ class PodmanRuntime(ContainerOps):
         return await asyncio.open_connection(sandbox.ip, port)
 
 
-__all__ = ["PodmanRuntime", "parse_time"]
+def cleanup_host(settings: Any) -> None:
+    """``microkube reset``: remove every pod, container and network of the instance.
+
+    Starts the instance's private Podman service (or uses the configured
+    socket) just long enough to run :meth:`PodmanRuntime.cleanup_all`; does
+    nothing when Podman is not installed.
+    """
+    import shutil
+
+    from microkube.kubelet.podman_service import PodmanService
+
+    if not settings.kubelet.podman_socket and shutil.which("podman") is None:
+        return
+    service = PodmanService(
+        settings.state_dir,
+        settings.instance,
+        pod_cidr=settings.network.pod_cidr,
+        existing_socket=settings.kubelet.podman_socket or None,
+    )
+    service.start()
+    try:
+
+        async def go() -> None:
+            runtime = PodmanRuntime(service.socket_path, settings.instance)
+            try:
+                await runtime.cleanup_all()
+            finally:
+                await runtime.close()
+
+        asyncio.run(go())
+    finally:
+        service.close()
+
+
+__all__ = ["PodmanRuntime", "cleanup_host", "parse_time"]

@@ -1,0 +1,107 @@
+"""Wiring of the node side: runtime, pod network, Node heartbeat and the kubelet.
+
+Called by :mod:`microkube.components` at start-up::
+
+    PodmanService (private `podman system service`, unless a socket is given)
+        └─► PodmanRuntime ─► ensure_network("<instance>-pods", pod_cidr)
+    --runtime fake ─► FakeRuntime
+    NodeAgent (Node + Lease) ─┐
+    Kubelet (sync loop) ──────┴─► tasks on the Cluster; closers stop the service
+
+Shutdown stops the Podman service but not the containers: they keep running
+across microkube restarts and are adopted at the next start (``microkube
+reset`` removes them, see :func:`microkube.kubelet.podman.cleanup_host`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from typing import Any
+
+from microkube.kubelet import containerspec, node
+from microkube.kubelet import runtime as rt
+from microkube.kubelet.kubelet import Kubelet
+
+log = logging.getLogger(__name__)
+
+
+def pod_network(settings: Any) -> tuple[str, str, str]:
+    """(name, cidr, gateway) of the instance's Podman pod network."""
+    net = ipaddress.ip_network(settings.network.pod_cidr, strict=False)
+    return f"{settings.instance}-pods", str(net), str(net.network_address + 1)
+
+
+async def build_runtime(settings: Any) -> tuple[rt.ContainerRuntime, Any]:
+    """The runtime and the PodmanService to close (None for fake/external)."""
+    if settings.kubelet.runtime == "fake":
+        from microkube.kubelet.fake import FakeRuntime
+
+        return FakeRuntime(settings.instance, default_cidr=settings.network.pod_cidr), None
+    from microkube.kubelet.podman import PodmanRuntime
+    from microkube.kubelet.podman_service import PodmanService
+
+    service = PodmanService(
+        settings.state_dir,
+        settings.instance,
+        pod_cidr=settings.network.pod_cidr,
+        registry=f"localhost:{settings.registry.port}",
+        existing_socket=settings.kubelet.podman_socket or None,
+    )
+    await asyncio.to_thread(service.start)
+    return PodmanRuntime(service.socket_path, settings.instance), service
+
+
+async def start(cluster: Any) -> None:
+    """Start Node heartbeat and kubelet tasks on ``cluster`` (an :class:`app.Cluster`)."""
+    settings = cluster.settings
+    runtime, service = await build_runtime(settings)
+    name, cidr, gateway = pod_network(settings)
+    try:
+        await runtime.ensure_network(name, cidr, gateway)
+        version = await runtime.version()
+    except Exception:
+        await runtime.close()
+        if service is not None:
+            await asyncio.to_thread(service.close)
+        raise
+    ip = node.host_ip()
+    agent = node.NodeAgent(
+        cluster.registry,
+        settings.kubelet.node_name,
+        state_dir=settings.state_dir,
+        max_pods=settings.kubelet.max_pods,
+        runtime_version=f"podman://{version}" if version != "fake" else "fake://0.1.0",
+        ip=ip,
+    )
+    await agent.register()
+    kubelet = Kubelet(
+        cluster.registry,
+        runtime,
+        node_name=settings.kubelet.node_name,
+        state_dir=settings.state_dir,
+        network=name,
+        dns_ip=containerspec.dns_service_ip(settings.network.service_cidr),
+        cluster_domain=settings.network.cluster_domain,
+        node_ip=ip,
+        tokens=getattr(cluster.ctx, "tokens", None),
+        ca_pem=cluster.pki.ca_cert.read_bytes(),
+    )
+    cluster.kubelet = kubelet
+    cluster.runtime = runtime
+    cluster.tasks.append(asyncio.create_task(agent.run(), name="node-heartbeat"))
+    cluster.tasks.append(asyncio.create_task(kubelet.run(), name="kubelet"))
+
+    async def close() -> None:
+        await runtime.close()
+        if service is not None:
+            await asyncio.to_thread(service.close)
+
+    cluster.closers.append(close)
+
+
+async def start_scheduler(cluster: Any) -> None:
+    from microkube.scheduler.scheduler import Scheduler
+
+    cluster.tasks.append(asyncio.create_task(Scheduler(cluster.registry).run(), name="scheduler"))

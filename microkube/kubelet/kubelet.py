@@ -1,0 +1,520 @@
+"""The kubelet sync loop: make the pods bound to this node real, report their status.
+
+Data flow (a reduced ``pkg/kubelet``)::
+
+    registry.watch(pods) ─► pods bound here ─► one worker per pod UID
+                                                   │  sync_pod(uid), repeated:
+                                                   ▼  on pod change, or after the
+        runtime (ContainerRuntime) ◄── actions ── delay it asks for (resync, back-off,
+              │                                    probe period)
+              └── containers, sandbox ──► podstatus.compute ─► pods/status
+
+One *sync* is level-triggered and idempotent (:meth:`Kubelet.sync_pod`):
+
+1. a pod with ``deletionTimestamp`` is terminated (preStop hooks, SIGTERM,
+   SIGKILL after the grace period), its sandbox and volumes removed, and the
+   object deleted with grace 0;
+2. otherwise the sandbox (one Podman pod) and volumes are ensured;
+3. init containers run one at a time, in order; then every container is
+   started, restarted per ``restartPolicy`` with the 10 s → 5 min back-off
+   (:mod:`microkube.kubelet.backoff`), and probed (:mod:`probes`);
+4. the status is recomputed (:mod:`podstatus`) and written when it changed.
+
+Restart and adoption: at start the kubelet lists the runtime's sandboxes
+(labelled with the instance) and adopts those whose pod still exists (no
+container is restarted, restart counts come from container labels); the
+others are removed.  The clock is injected so that back-off and probes are
+testable without sleeping.  Container creation itself lives in
+:mod:`microkube.kubelet.starter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from microkube import errors
+from microkube.kubelet import events, podstatus, probes, starter, volumes
+from microkube.kubelet import runtime as rt
+from microkube.kubelet.backoff import Backoff, go_duration
+from microkube.resources.registry import DeleteOptions
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Kubelet(starter.ContainerStarter):
+    def __init__(
+        self,
+        registry: Any,
+        runtime: rt.ContainerRuntime,
+        *,
+        node_name: str,
+        state_dir: Path,
+        network: str = "",
+        dns_ip: str = "10.152.183.10",
+        cluster_domain: str = "cluster.local",
+        node_ip: str = "127.0.0.1",
+        tokens: Any = None,
+        ca_pem: bytes = b"",
+        clock: Callable[[], datetime] | None = None,
+        resync: float = 1.0,
+    ) -> None:
+        self.registry = registry
+        self.runtime = runtime
+        self.node_name = node_name
+        self.network = network
+        self.dns_ip = dns_ip
+        self.cluster_domain = cluster_domain
+        self.node_ip = node_ip
+        self.now: Callable[[], datetime] = clock or _utcnow
+        self.resync = resync
+        self.pods_rt = registry.catalog.get("", "v1", "pods")
+        self.nodes_rt = registry.catalog.get("", "v1", "nodes")
+        self.recorder = events.Recorder(registry, "kubelet", host=node_name, clock=self.now)
+        self.volumes = volumes.VolumeManager(
+            registry, Path(state_dir) / "pods", tokens=tokens, ca_pem=ca_pem
+        )
+        self.restart_backoff = Backoff(self.now)
+        self.pull_backoff = Backoff(self.now)
+        self.pods: dict[str, Obj] = {}
+        self.sandboxes: dict[str, rt.SandboxStatus] = {}
+        self.waiting: dict[str, dict[str, tuple[str, str]]] = {}
+        self.images: dict[str, dict[str, rt.ImageInfo]] = {}
+        self.trackers: dict[tuple[str, str, str, str], probes.ProbeTracker] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+
+    # --- start-up and adoption -------------------------------------------------------
+
+    def _mine(self, pod: Obj) -> bool:
+        return (pod.get("spec") or {}).get("nodeName") == self.node_name
+
+    async def adopt(self) -> None:
+        """Load bound pods, adopt matching sandboxes, remove orphaned ones."""
+        self.pods = {
+            p["metadata"]["uid"]: p
+            for p in self.registry.list(self.pods_rt, None).items
+            if self._mine(p)
+        }
+        for sb in await self.runtime.list_sandboxes():
+            if sb.uid in self.pods:
+                self.sandboxes[sb.uid] = sb
+            else:
+                log.info("removing orphaned sandbox %s", sb.name)
+                await self._remove_sandbox(sb, grace=0)
+                self.volumes.cleanup(sb.uid)
+
+    async def _remove_sandbox(self, sb: rt.SandboxStatus, *, grace: float) -> None:
+        for c in await self.runtime.list_containers(sandbox_id=sb.id):
+            if c.state == "running":
+                with contextlib.suppress(rt.ContainerRuntimeError):
+                    await self.runtime.stop_container(c.id, grace)
+        with contextlib.suppress(rt.RuntimeNotFound):
+            await self.runtime.remove_pod_sandbox(sb.id)
+
+    # --- the loop --------------------------------------------------------------------
+
+    def _on_pod(self, etype: str, pod: Obj) -> None:
+        uid = pod["metadata"]["uid"]
+        if etype == "DELETED" or not self._mine(pod):
+            self.pods.pop(uid, None)
+        else:
+            self.pods[uid] = pod
+        if uid in self.pods or uid in self.sandboxes:
+            self._kick(uid)
+
+    def _kick(self, uid: str) -> None:
+        if uid not in self._workers or self._workers[uid].done():
+            self._wake[uid] = asyncio.Event()
+            self._workers[uid] = asyncio.create_task(self._worker(uid), name=f"pod-{uid[:8]}")
+        self._wake[uid].set()
+
+    async def _worker(self, uid: str) -> None:
+        wake = self._wake[uid]
+        while True:
+            wake.clear()
+            try:
+                delay = await self.sync_pod(uid)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - retry the pod later
+                log.exception("sync of pod %s failed", uid)
+                delay = 2.0
+            if delay is None:
+                self._workers.pop(uid, None)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=max(0.05, delay))
+
+    async def run(self) -> None:
+        await self.adopt()
+        for uid in list(self.pods):
+            self._kick(uid)
+        try:
+            while True:
+                try:
+                    async for etype, obj in self.registry.watch(self.pods_rt, None):
+                        if etype in ("ADDED", "MODIFIED", "DELETED"):
+                            self._on_pod(etype, obj)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - watch again
+                    log.debug("kubelet pod watch ended: %s", exc)
+                await asyncio.sleep(0.5)
+        finally:
+            tasks = list(self._workers.values())
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- one sync --------------------------------------------------------------------
+
+    async def sync_pod(self, uid: str) -> float | None:
+        """Advance pod ``uid`` one step; seconds until it wants another (None: forget it)."""
+        pod = self.pods.get(uid)
+        if pod is None:
+            await self._forget(uid)
+            return None
+        if pod["metadata"].get("deletionTimestamp"):
+            await self.terminate(pod)
+            return None
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed"):
+            await self._stop_all(pod, grace=0)
+            return None
+        sandbox = await self._ensure_sandbox(pod)
+        delays = [self.resync]
+        waiting = self.waiting.setdefault(uid, {})
+        try:
+            paths = self.volumes.setup(pod, self._node())
+        except (volumes.VolumeError, OSError, ValueError) as exc:
+            await self.recorder.event(pod, events.WARNING, "FailedMount", str(exc))
+            await self._write_status(pod, sandbox)
+            return 2.0
+        containers = await self.runtime.list_containers({rt.LABEL_POD_UID: uid})
+        spec = pod.get("spec") or {}
+        policy = spec.get("restartPolicy") or "Always"
+        initialized = True
+        for c in spec.get("initContainers") or []:
+            tries = podstatus.attempts(containers, c["name"])
+            latest = tries[-1] if tries else None
+            if latest is not None and latest.state == "exited" and latest.exit_code == 0:
+                waiting.pop(c["name"], None)
+                continue
+            initialized = False
+            if latest is None or latest.state == "created":
+                delays.append(await self._start(pod, sandbox, c, tries, paths, init=True))
+            elif latest.state == "exited" and policy != "Never":
+                delays.append(await self._restart(pod, sandbox, c, tries, paths, init=True))
+            break
+        if initialized:
+            for c in spec.get("containers") or []:
+                tries = podstatus.attempts(containers, c["name"])
+                latest = tries[-1] if tries else None
+                if latest is None or latest.state == "created":
+                    delays.append(await self._start(pod, sandbox, c, tries, paths))
+                elif latest.state == "running":
+                    delays.append(await self._probe(pod, sandbox, c, latest))
+                elif latest.state == "exited":
+                    if policy == "Always" or (policy == "OnFailure" and latest.exit_code != 0):
+                        delays.append(await self._restart(pod, sandbox, c, tries, paths))
+                    else:
+                        waiting.pop(c["name"], None)
+        await self._write_status(pod, sandbox)
+        return min(delays)
+
+    def _node(self) -> Obj | None:
+        node: Obj | None = self.registry.try_get(self.nodes_rt, "", self.node_name)
+        return node
+
+    async def _ensure_sandbox(self, pod: Obj) -> rt.SandboxStatus:
+        uid = pod["metadata"]["uid"]
+        sb = self.sandboxes.get(uid)
+        if sb is not None:
+            try:
+                sb = await self.runtime.sandbox_status(sb.id)
+            except rt.RuntimeNotFound:
+                sb = None
+            if sb is not None and sb.state != "ready":
+                await self._remove_sandbox(sb, grace=0)
+                sb = None
+        if sb is None:
+            from microkube.kubelet import containerspec
+
+            cfg = containerspec.sandbox_config(
+                pod, network=self.network, dns_ip=self.dns_ip, cluster_domain=self.cluster_domain
+            )
+            sb = await self.runtime.create_pod_sandbox(cfg)
+        self.sandboxes[uid] = sb
+        return sb
+
+    async def _restart(
+        self,
+        pod: Obj,
+        sandbox: rt.SandboxStatus,
+        c: Obj,
+        tries: list[rt.ContainerStatus],
+        paths: dict[str, Path],
+        *,
+        init: bool = False,
+    ) -> float:
+        """The latest attempt exited and must be restarted, unless in back-off."""
+        m = pod["metadata"]
+        latest = tries[-1]
+        key = f"{m['uid']}/{c['name']}"
+        finished = latest.finished_at or self.now()
+        if self.restart_backoff.in_backoff_since(key, finished):
+            delay = self.restart_backoff.delay(key)
+            msg = (
+                f"back-off {go_duration(delay)} restarting failed container={c['name']} "
+                f"pod={m['name']}_{m['namespace']}({m['uid']})"
+            )
+            self.waiting.setdefault(m["uid"], {})[c["name"]] = ("CrashLoopBackOff", msg)
+            await self.recorder.event(
+                pod,
+                events.WARNING,
+                "BackOff",
+                f"Back-off restarting failed container {c['name']} in pod "
+                f"{m['name']}_{m['namespace']}({m['uid']})",
+                field_path=starter.field_path(c["name"], init),
+            )
+            return self.restart_backoff.remaining(key, finished) + 0.01
+        self.restart_backoff.next(key, finished)
+        return await self._start(pod, sandbox, c, tries, paths, init=init)
+
+    async def _forget(self, uid: str) -> None:
+        """The pod is gone from the API: kill what is left of it."""
+        sb = self.sandboxes.pop(uid, None)
+        if sb is None:
+            for s in await self.runtime.list_sandboxes({rt.LABEL_POD_UID: uid}):
+                sb = s
+        if sb is not None:
+            await self._remove_sandbox(sb, grace=0)
+        self.volumes.cleanup(uid)
+        self._drop_state(uid)
+
+    def _drop_state(self, uid: str) -> None:
+        self.waiting.pop(uid, None)
+        self.images.pop(uid, None)
+        self.restart_backoff.forget_prefix(uid + "/")
+        self.pull_backoff.forget_prefix(uid + "/")
+        for key in [k for k in self.trackers if k[0] == uid]:
+            del self.trackers[key]
+
+    async def _stop_all(self, pod: Obj, *, grace: float) -> None:
+        uid = pod["metadata"]["uid"]
+        for c in await self.runtime.list_containers({rt.LABEL_POD_UID: uid}):
+            if c.state == "running":
+                with contextlib.suppress(rt.ContainerRuntimeError):
+                    await self.runtime.stop_container(c.id, grace)
+
+    async def terminate(self, pod: Obj) -> None:
+        """Graceful termination, then delete the pod object (grace 0)."""
+        m = pod["metadata"]
+        uid = m["uid"]
+        grace = m.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        running = [
+            c
+            for c in await self.runtime.list_containers({rt.LABEL_POD_UID: uid})
+            if c.state == "running"
+        ]
+        specs = {
+            c["name"]: c
+            for c in list((pod.get("spec") or {}).get("containers") or [])
+            + list((pod.get("spec") or {}).get("initContainers") or [])
+        }
+        await asyncio.gather(
+            *(self._kill(pod, c, specs.get(c.name, {}), float(grace)) for c in running)
+        )
+        sb = self.sandboxes.pop(uid, None)
+        if sb is None:
+            found = await self.runtime.list_sandboxes({rt.LABEL_POD_UID: uid})
+            sb = found[0] if found else None
+        if sb is not None:
+            await self._remove_sandbox(sb, grace=0)
+        self.volumes.cleanup(uid)
+        self._drop_state(uid)
+        try:
+            await self.registry.delete(
+                self.pods_rt,
+                m["namespace"],
+                m["name"],
+                DeleteOptions(grace_period_seconds=0, preconditions={"uid": uid}),
+            )
+        except (errors.NotFound, errors.Conflict):
+            pass
+        self.pods.pop(uid, None)
+
+    async def _kill(
+        self, pod: Obj, c: rt.ContainerStatus, spec: Obj, grace: float, reason: str = ""
+    ) -> None:
+        await self.recorder.event(
+            pod,
+            events.NORMAL,
+            "Killing",
+            reason or f"Stopping container {c.name}",
+            field_path=starter.field_path(c.name, False),
+        )
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        pre_stop = (spec.get("lifecycle") or {}).get("preStop")
+        if pre_stop and grace > 0:
+            ip = self.sandboxes[c.pod_uid].ip if c.pod_uid in self.sandboxes else ""
+            with contextlib.suppress(TimeoutError):
+                ok, msg = await asyncio.wait_for(
+                    probes.run(
+                        pre_stop,
+                        runtime=self.runtime,
+                        container_id=c.id,
+                        pod_ip=ip,
+                        container=spec,
+                        timeout=grace,
+                    ),
+                    grace,
+                )
+                if not ok:
+                    await self.recorder.event(
+                        pod,
+                        events.WARNING,
+                        "FailedPreStopHook",
+                        f"PreStopHook failed: {msg}",
+                        field_path=starter.field_path(c.name, False),
+                    )
+        left = max(0.0, grace - (loop.time() - start))
+        with contextlib.suppress(rt.ContainerRuntimeError):
+            await self.runtime.stop_container(c.id, left)
+
+    # --- probes ------------------------------------------------------------------------
+
+    async def _probe(
+        self, pod: Obj, sandbox: rt.SandboxStatus, c: Obj, latest: rt.ContainerStatus
+    ) -> float:
+        uid, name = pod["metadata"]["uid"], c["name"]
+        self.waiting.get(uid, {}).pop(name, None)
+        now = self.now()
+        started_at = latest.started_at or now
+        ts: dict[str, probes.ProbeTracker] = {}
+        for kind in probes.KINDS:
+            probe = c.get(probes.FIELD[kind])
+            if not probe:
+                continue
+            key = (uid, name, latest.id, kind)
+            if key not in self.trackers:
+                self.trackers[key] = probes.ProbeTracker(kind, probe, started_at)
+            ts[kind] = self.trackers[key]
+        started = ts["startup"].result if "startup" in ts else True
+        due = [
+            t
+            for k, t in ts.items()
+            if t.due(now) and (k == "startup" and not started or k != "startup" and started)
+        ]
+
+        async def one(t: probes.ProbeTracker) -> tuple[probes.ProbeTracker, bool, str]:
+            ok, msg = await probes.run(
+                t.probe,
+                runtime=self.runtime,
+                container_id=latest.id,
+                pod_ip=sandbox.ip,
+                container=c,
+                timeout=t.timeout,
+            )
+            return t, ok, msg
+
+        for t, ok, msg in await asyncio.gather(*(one(t) for t in due)):
+            before = t.result
+            t.record(ok, now, msg)
+            label = t.kind.capitalize()
+            if not ok:
+                await self.recorder.event(
+                    pod,
+                    events.WARNING,
+                    "Unhealthy",
+                    f"{label} probe failed: {msg}",
+                    field_path=starter.field_path(name, False),
+                )
+            threshold = max(1, int(t.probe.get("failureThreshold") or 3))
+            if (t.kind == "liveness" and before and not t.result) or (
+                t.kind == "startup" and not ok and t.failures >= threshold
+            ):
+                grace = t.probe.get("terminationGracePeriodSeconds")
+                if grace is None:
+                    grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                await self._kill(
+                    pod,
+                    latest,
+                    c,
+                    float(grace),
+                    reason=f"Container {name} failed {t.kind} probe, will be restarted",
+                )
+                return 0.05
+        later = [(t.next_due() - self.now()).total_seconds() for t in ts.values()]
+        return max(0.05, min(later)) if later else self.resync
+
+    # --- status -------------------------------------------------------------------------
+
+    def runtime_state(
+        self, pod: Obj, sandbox: rt.SandboxStatus | None, containers: list[rt.ContainerStatus]
+    ) -> podstatus.PodRuntimeState:
+        uid = pod["metadata"]["uid"]
+        ready: dict[str, bool] = {}
+        started: dict[str, bool] = {}
+        current = {c.id for c in containers}
+        for (puid, name, cid, kind), t in self.trackers.items():
+            if puid != uid or cid not in current:
+                continue
+            if kind == "readiness":
+                ready[name] = t.result
+            elif kind == "startup":
+                started[name] = t.result
+        return podstatus.PodRuntimeState(
+            sandbox=sandbox,
+            containers=containers,
+            waiting=dict(self.waiting.get(uid, {})),
+            ready=ready,
+            started=started,
+            images=dict(self.images.get(uid, {})),
+            host_ip=self.node_ip,
+        )
+
+    async def _write_status(self, pod: Obj, sandbox: rt.SandboxStatus | None) -> None:
+        uid = pod["metadata"]["uid"]
+        containers = await self.runtime.list_containers({rt.LABEL_POD_UID: uid})
+        state = self.runtime_state(pod, sandbox, [copy.copy(c) for c in containers])
+        now = self.now()
+
+        def mutate(fresh: Obj) -> Obj | None:
+            if fresh["metadata"].get("uid") != uid:
+                return None
+            new = podstatus.compute(fresh, state, now=now)
+            if new == fresh.get("status"):
+                return None
+            fresh["status"] = new
+            return fresh
+
+        try:
+            out = await self.registry.guaranteed_update(
+                self.pods_rt,
+                pod["metadata"]["namespace"],
+                pod["metadata"]["name"],
+                mutate,
+                subresource="status",
+                field_manager="kubelet",
+            )
+        except errors.NotFound:
+            return
+        if out is not None and out["metadata"].get("uid") == uid and uid in self.pods:
+            self.pods[uid] = out

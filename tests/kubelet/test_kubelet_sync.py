@@ -1,0 +1,337 @@
+"""The kubelet over FakeRuntime + a real Store/Registry, with an injected clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from microkube.auth import pki, tokens
+from microkube.kubelet import fake
+from microkube.kubelet.fake import FakeRuntime
+from microkube.kubelet.kubelet import Kubelet
+from microkube.resources.registry import DeleteOptions, Registry
+
+pytestmark = pytest.mark.anyio
+NET = "mkt-pods"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def runtime(clock: Clock) -> FakeRuntime:
+    r = FakeRuntime("mkt", clock=clock, preloaded=["busybox:1.36"], unpullable=["bad/image:1"])
+    await r.ensure_network(NET, "10.214.7.0/24", "10.214.7.1")
+    return r
+
+
+@pytest.fixture(autouse=True)
+async def default_sa(registry: Registry) -> None:
+    sa = registry.catalog.get("", "v1", "serviceaccounts")
+    if registry.try_get(sa, "default", "default") is None:
+        await registry.create(sa, "default", {"metadata": {"name": "default"}})
+
+
+def make_kubelet(registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path) -> Kubelet:
+    p = pki.ensure(tmp_path / "state")
+    return Kubelet(
+        registry,
+        runtime,
+        node_name="node1",
+        state_dir=tmp_path,
+        network=NET,
+        node_ip="192.0.2.10",
+        clock=clock,
+        tokens=tokens.TokenIssuer(p.sa_key, registry),
+        ca_pem=p.ca_cert.read_bytes(),
+    )
+
+
+def pod_body(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": "node1", "containers": containers, **spec},
+    }
+
+
+def c(name: str = "app", image: str = "busybox:1.36", **kw: Any) -> dict[str, Any]:
+    return {"name": name, "image": image, **kw}
+
+
+async def create(registry: Registry, body: dict[str, Any]) -> dict[str, Any]:
+    return await registry.create(registry.catalog.get("", "v1", "pods"), "default", body)
+
+
+def get(registry: Registry, name: str) -> dict[str, Any] | None:
+    return registry.try_get(registry.catalog.get("", "v1", "pods"), "default", name)
+
+
+def cond(pod: dict[str, Any], type_: str) -> str:
+    return next(x["status"] for x in pod["status"]["conditions"] if x["type"] == type_)
+
+
+def reasons(registry: Registry, name: str) -> list[str]:
+    ev = registry.catalog.get("", "v1", "events")
+    items = [e for e in registry.list(ev, "default").items if e["involvedObject"]["name"] == name]
+    return [e["reason"] for e in sorted(items, key=lambda e: int(e["metadata"]["resourceVersion"]))]
+
+
+async def sync(k: Kubelet, registry: Registry, name: str) -> dict[str, Any]:
+    pod = get(registry, name)
+    assert pod is not None
+    k.pods[pod["metadata"]["uid"]] = pod
+    await k.sync_pod(pod["metadata"]["uid"])
+    out = get(registry, name)
+    assert out is not None
+    return out
+
+
+async def test_pending_running_ready(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    probe = {"exec": {"command": ["true"]}, "initialDelaySeconds": 5, "periodSeconds": 10}
+    await create(
+        registry, pod_body("web", [c(readinessProbe=probe, ports=[{"containerPort": 80}])])
+    )
+    assert get(registry, "web")["status"]["phase"] == "Pending"
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    pod = await sync(k, registry, "web")
+    st = pod["status"]
+    assert st["phase"] == "Running"
+    assert st["podIP"].startswith("10.214.7.") and st["hostIP"] == "192.0.2.10"
+    [cs] = st["containerStatuses"]
+    assert "running" in cs["state"] and cs["containerID"].startswith("podman://")
+    assert cs["ready"] is False and cs["restartCount"] == 0 and cs["started"] is True
+    assert cond(pod, "Ready") == "False" and cond(pod, "PodReadyToStartContainers") == "True"
+    assert cond(pod, "Initialized") == "True"
+    clock.advance(6)
+    pod = await sync(k, registry, "web")
+    assert pod["status"]["containerStatuses"][0]["ready"] is True
+    assert cond(pod, "Ready") == "True" and cond(pod, "ContainersReady") == "True"
+    assert reasons(registry, "web") == ["Pulled", "Created", "Started"]
+    # a resync with nothing new writes nothing
+    rv = pod["metadata"]["resourceVersion"]
+    assert (await sync(k, registry, "web"))["metadata"]["resourceVersion"] == rv
+
+
+async def test_crash_loop_backoff_timing(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    env = [{"name": fake.EXIT_AFTER, "value": "1"}, {"name": fake.EXIT_CODE, "value": "2"}]
+    await create(registry, pod_body("crash", [c(env=env)]))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    await sync(k, registry, "crash")
+    clock.advance(2)  # exits at +1; first restart is immediate
+    pod = await sync(k, registry, "crash")
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["restartCount"] == 1 and "running" in cs["state"]
+    assert cs["lastState"]["terminated"]["exitCode"] == 2
+    clock.advance(2)  # second exit at +1 after restart: back-off 10 s
+    pod = await sync(k, registry, "crash")
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert cs["state"]["waiting"]["message"].startswith(
+        "back-off 10s restarting failed container=app pod=crash_default("
+    )
+    assert cs["lastState"]["terminated"]["exitCode"] == 2 and cs["restartCount"] == 1
+    assert cs["ready"] is False
+    assert pod["status"]["phase"] == "Running"
+    clock.advance(7)  # 8 s after the exit: still backing off
+    pod = await sync(k, registry, "crash")
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    clock.advance(3)  # 11 s after the exit: restart
+    pod = await sync(k, registry, "crash")
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["restartCount"] == 2 and "running" in cs["state"]
+    clock.advance(2)
+    pod = await sync(k, registry, "crash")
+    msg = pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+    assert msg.startswith("back-off 20s restarting")
+    assert "BackOff" in reasons(registry, "crash")
+    # only the latest two attempts are kept in the runtime
+    assert len(await runtime.list_containers({"io.microkube.pod-uid": pod["metadata"]["uid"]})) <= 2
+
+
+async def test_restart_policy_never_and_on_failure(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    ok = [{"name": fake.EXIT_AFTER, "value": "1"}]
+    bad = ok + [{"name": fake.EXIT_CODE, "value": "1"}]
+    await create(registry, pod_body("job", [c(env=ok)], restartPolicy="OnFailure"))
+    await create(registry, pod_body("fail", [c(env=bad)], restartPolicy="Never"))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    await sync(k, registry, "job")
+    await sync(k, registry, "fail")
+    clock.advance(2)
+    job = await sync(k, registry, "job")
+    fail = await sync(k, registry, "fail")
+    assert job["status"]["phase"] == "Succeeded"
+    assert job["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    assert cond(job, "Ready") == "False"
+    assert fail["status"]["phase"] == "Failed"
+    assert fail["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
+
+
+async def test_init_containers_run_first_and_config_map(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    cm = registry.catalog.get("", "v1", "configmaps")
+    await registry.create(
+        cm, "default", {"metadata": {"name": "cfg"}, "data": {"greeting": "hi", "mode": "x"}}
+    )
+    init = c("setup", env=[{"name": fake.EXIT_AFTER, "value": "1"}])
+    main = c(
+        "app",
+        command=["echo", "$(GREETING)"],
+        env=[
+            {
+                "name": "GREETING",
+                "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}},
+            },
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        ],
+        envFrom=[{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+        volumeMounts=[{"name": "conf", "mountPath": "/etc/conf"}],
+    )
+    await create(
+        registry,
+        pod_body(
+            "ordered",
+            [main],
+            initContainers=[init],
+            volumes=[
+                {
+                    "name": "conf",
+                    "configMap": {"name": "cfg", "items": [{"key": "greeting", "path": "g.txt"}]},
+                }
+            ],
+        ),
+    )
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    pod = await sync(k, registry, "ordered")
+    assert pod["status"]["phase"] == "Pending"
+    assert cond(pod, "Initialized") == "False"
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "PodInitializing"
+    names = [x.config.name for x in runtime.containers.values()]
+    assert names == ["setup"]
+    clock.advance(2)
+    pod = await sync(k, registry, "ordered")
+    pod = await sync(k, registry, "ordered")
+    assert pod["status"]["phase"] == "Running", pod["status"]
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    app = next(x for x in runtime.containers.values() if x.config.name == "app")
+    assert app.config.command == ["echo", "hi"]
+    assert app.config.env["POD"] == "ordered" and app.config.env["CFG_mode"] == "x"
+    assert app.config.env["IP"] == pod["status"]["podIP"]
+    assert app.config.env["KUBERNETES_SERVICE_HOST"]
+    mount = next(m for m in app.config.mounts if m.container_path == "/etc/conf")
+    assert (Path(mount.host_path) / "g.txt").read_text() == "hi"
+
+    # updates reach the running pod's volume
+    def change(o: dict[str, Any]) -> dict[str, Any]:
+        o["data"]["greeting"] = "hello"
+        return o
+
+    await registry.guaranteed_update(cm, "default", "cfg", change)
+    await sync(k, registry, "ordered")
+    assert (Path(mount.host_path) / "g.txt").read_text() == "hello"
+    sa = next(m for m in app.config.mounts if m.container_path.endswith("serviceaccount"))
+    assert (Path(sa.host_path) / "namespace").read_text() == "default"
+
+
+async def test_missing_config_map_key_is_config_error(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    env = [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]
+    await create(registry, pod_body("cfgerr", [c(env=env)]))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    pod = await sync(k, registry, "cfgerr")
+    w = pod["status"]["containerStatuses"][0]["state"]["waiting"]
+    assert w == {"reason": "CreateContainerConfigError", "message": 'configmap "nope" not found'}
+
+
+async def test_image_pull_backoff(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    await create(registry, pod_body("badimg", [c(image="bad/image:1")]))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    pod = await sync(k, registry, "badimg")
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull"
+    clock.advance(1)
+    pod = await sync(k, registry, "badimg")
+    w = pod["status"]["containerStatuses"][0]["state"]["waiting"]
+    assert w["reason"] == "ImagePullBackOff"
+    assert w["message"].startswith('Back-off pulling image "bad/image:1"')
+    assert pod["status"]["phase"] == "Pending"
+    r = reasons(registry, "badimg")
+    assert r[:3] == ["Pulling", "Failed", "Failed"] and "BackOff" in r
+    clock.advance(10)
+    pod = await sync(k, registry, "badimg")
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull"
+
+
+async def test_deletion_stops_and_deletes(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    await create(registry, pod_body("gone", [c()]))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    pod = await sync(k, registry, "gone")
+    uid = pod["metadata"]["uid"]
+    pods = registry.catalog.get("", "v1", "pods")
+    _, now = await registry.delete(pods, "default", "gone", DeleteOptions())
+    assert not now
+    deleting = get(registry, "gone")
+    assert deleting is not None and deleting["metadata"]["deletionTimestamp"]
+    k.pods[uid] = deleting
+    assert await k.sync_pod(uid) is None
+    assert get(registry, "gone") is None
+    assert await runtime.list_sandboxes({"io.microkube.pod-uid": uid}) == []
+    assert not (tmp_path / "pods" / uid).exists()
+    assert "Killing" in reasons(registry, "gone")
+
+
+async def test_adoption_keeps_containers_and_removes_orphans(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    await create(registry, pod_body("keep", [c()]))
+    await create(registry, pod_body("drop", [c()]))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    keep = await sync(k, registry, "keep")
+    drop = await sync(k, registry, "drop")
+    cid = keep["status"]["containerStatuses"][0]["containerID"]
+    # the pod "drop" vanishes while the kubelet is down
+    pods = registry.catalog.get("", "v1", "pods")
+    await registry.delete(pods, "default", "drop", DeleteOptions(grace_period_seconds=0))
+    k2 = make_kubelet(registry, runtime, clock, tmp_path)
+    await k2.adopt()
+    keep = await sync(k2, registry, "keep")
+    assert keep["status"]["containerStatuses"][0]["containerID"] == cid
+    assert keep["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert await runtime.list_sandboxes({"io.microkube.pod-uid": drop["metadata"]["uid"]}) == []
