@@ -114,6 +114,11 @@ async def start(settings: Settings) -> Cluster:
     crd.restore(registry)
     cluster = Cluster(settings, store, registry, ctx, p)
     cluster.tasks.append(asyncio.create_task(crd.run(registry), name="crd-controller"))
+    from microkube.auth import aggregation
+
+    cluster.tasks.append(
+        asyncio.create_task(aggregation.run(registry), name="clusterrole-aggregation")
+    )
     return cluster
 
 

@@ -168,7 +168,7 @@ def subject_matches(subject: Obj, user: str, groups: tuple[str, ...], binding_ns
 # --- the authorizer -----------------------------------------------------------------------
 
 
-class _Snapshot:
+class Snapshot:
     """The RBAC objects at one store revision, indexed for evaluation."""
 
     def __init__(self, reg: Registry) -> None:
@@ -195,8 +195,9 @@ class _Snapshot:
         role = self.cluster_roles.get(name)
         if role is None or name in seen:
             return []
-        rules = list(role.get("rules") or [])
         agg = role.get("aggregationRule")
+        # An aggregated role's stored rules are the controller's output: recompute them.
+        rules = [] if isinstance(agg, dict) else list(role.get("rules") or [])
         if isinstance(agg, dict):
             for sel in agg.get("clusterRoleSelectors") or []:
                 selector = LabelSelector.from_structured(sel)
@@ -242,12 +243,12 @@ class RBACAuthorizer:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._revision = -1
-        self._snapshot: _Snapshot | None = None
+        self._snapshot: Snapshot | None = None
 
-    def snapshot(self) -> _Snapshot:
+    def snapshot(self) -> Snapshot:
         rev = self.registry.store.revision
         if self._snapshot is None or rev != self._revision:
-            self._snapshot = _Snapshot(self.registry)
+            self._snapshot = Snapshot(self.registry)
             self._revision = rev
         return self._snapshot
 

@@ -242,3 +242,31 @@ async def test_bootstrap_is_idempotent_and_always_allow(registry: Registry) -> N
     allow.authorize(BOB, requestinfo.parse("DELETE", "/api/v1/nodes/x"))
     with pytest.raises(ValueError):
         rbac.authorizer_for("Webhook", registry)
+
+
+async def test_aggregation_controller_writes_rules(registry: Registry) -> None:
+    from microkube.auth import aggregation
+
+    assert await aggregation.sync_all(registry) == 3
+    roles = rt(registry, "clusterroles")
+    view = registry.get(roles, "", "view")["rules"]
+    edit = registry.get(roles, "", "edit")["rules"]
+    admin = registry.get(roles, "", "admin")["rules"]
+    assert view == bootstrap_rbac.CLUSTER_ROLES[6]["rules"]
+    assert all(r in edit for r in view) and all(r in admin for r in edit)
+    assert await aggregation.sync_all(registry) == 0
+    await registry.create(
+        roles,
+        "",
+        {
+            "metadata": {"name": "extra", "labels": {f"{RBAC}/aggregate-to-view": "true"}},
+            "rules": [{"apiGroups": ["x.io"], "resources": ["things"], "verbs": ["get"]}],
+        },
+    )
+    assert await aggregation.sync_all(registry) == 3
+    assert {"apiGroups": ["x.io"], "resources": ["things"], "verbs": ["get"]} in registry.get(
+        roles, "", "admin"
+    )["rules"]
+    await registry.delete(roles, "", "extra")
+    await aggregation.sync_all(registry)
+    assert registry.get(roles, "", "view")["rules"] == view
