@@ -24,8 +24,29 @@ async def start_all(cluster: Any) -> None:
 
     await agent.start_scheduler(cluster)
     await agent.start(cluster)
+    _start_network(cluster)
     if cluster.settings.registry.enabled:
         await _start_oci(cluster)
+
+
+def _start_network(cluster: Any) -> None:
+    """Service proxy (nftables) and cluster DNS: only with real pods, unless configured.
+
+    ``settings.network.proxy`` (default: runtime is podman) keeps the fake-runtime
+    test servers from touching the host's nftables or port 53.
+    """
+    s = cluster.settings
+    if not getattr(s.network, "proxy", s.kubelet.runtime == "podman"):
+        return
+    from microkube.dns import component as dns
+    from microkube.netproxy import apply, proxier
+
+    if apply.nft_available():
+        task = asyncio.create_task(proxier.run(cluster.registry, s), name="service-proxy")
+        cluster.tasks.append(task)
+    else:
+        log.warning("nft not found: Services will not be reachable through their ClusterIPs")
+    cluster.tasks.append(asyncio.create_task(dns.run(cluster.registry, s), name="cluster-dns"))
 
 
 async def _start_oci(cluster: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from microkube.client.informer import InformerFactory
 from microkube.client.local import LocalClient
-from microkube.controllers import events, namespace, serviceaccount
+from microkube.controllers import endpoints, events, namespace, serviceaccount
 from microkube.controllers.base import Controller
 from microkube.controllers.cronjob import CronJobController
 from microkube.controllers.daemonset import DaemonSetController
@@ -46,5 +46,6 @@ async def start(cluster: Any) -> list[asyncio.Task[Any]]:
         asyncio.create_task(events.EventTTL(client).run(), name="event-ttl"),
         asyncio.create_task(namespace.run(reg), name="namespace-controller"),
         asyncio.create_task(serviceaccount.run(reg), name="serviceaccount-controller"),
+        asyncio.create_task(endpoints.run(reg, cluster.settings), name="endpoints-controller"),
     ]
     return tasks

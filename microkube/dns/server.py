@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import struct
 import time
 from collections import OrderedDict
@@ -166,21 +167,27 @@ class DnsServer:
 
     # --- lifecycle ----------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bind UDP then TCP on the same port (port 0: a free one, found by retrying)."""
+    async def start(self, *, freebind: bool = False) -> None:
+        """Bind UDP then TCP on the same port (port 0: a free one, found by retrying).
+
+        ``freebind`` binds an address the host does not have yet (IP_FREEBIND):
+        the pod network gateway appears only when Podman creates the bridge.
+        """
         loop = asyncio.get_running_loop()
         for _ in range(20):
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
-            )
-            port = transport.get_extra_info("sockname")[1]
+            usock = _socket(socket.SOCK_DGRAM, self.host, self.port, freebind)
+            port = usock.getsockname()[1]
             try:
-                self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+                tsock = _socket(socket.SOCK_STREAM, self.host, port, freebind)
             except OSError:
-                transport.close()
+                usock.close()
                 if self.port:
                     raise
                 continue
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), sock=usock
+            )
+            self._tcp = await asyncio.start_server(self._serve_tcp, sock=tsock)
             self._udp = transport  # type: ignore[assignment]
             self.port = port
             return
@@ -338,6 +345,26 @@ class DnsServer:
             return await asyncio.wait_for(fut, self.timeout)
         finally:
             transport.close()
+
+
+def _socket(kind: int, host: str, port: int, freebind: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        if kind == socket.SOCK_STREAM:  # not UDP: it would let two servers share a port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if freebind:
+            sock.setsockopt(socket.SOL_IP, _IP_FREEBIND, 1)
+        sock.bind((host, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

@@ -18,11 +18,6 @@ from tests.dns.fixtures import populated
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Upstream(asyncio.DatagramProtocol):
     """Answers every A question with 192.0.2.99 (TTL 60) and counts queries."""
 

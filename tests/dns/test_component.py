@@ -1,0 +1,94 @@
+"""The DNS component end to end: Registry objects → watch-fed cache → answers on a socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import Any
+
+import dnslib
+import pytest
+
+from microkube.controllers import endpoints
+from microkube.dns import component
+from microkube.resources.registry import DeleteOptions, Registry
+from microkube.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+def rt(reg: Registry, group: str, plural: str) -> Any:
+    r = reg.catalog.get(group, "v1", plural)
+    assert r is not None
+    return r
+
+
+async def ask(port: int, name: str, qtype: str = "A") -> dnslib.DNSRecord:
+    q = dnslib.DNSRecord.question(name, qtype)
+
+    def go() -> bytes:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            s.sendto(q.pack(), ("127.0.0.1", port))
+            return s.recv(65535)
+
+    return dnslib.DNSRecord.parse(await asyncio.to_thread(go))
+
+
+async def test_serves_registry_objects_and_publishes_kube_dns(
+    registry: Registry, tmp_path: Any
+) -> None:
+    settings = Settings(state_dir=tmp_path, instance="mktest")
+    # A free port for UDP+TCP: the component binds it like port 53 in production.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = asyncio.Event()
+    task = asyncio.create_task(
+        component.run(registry, settings, host="127.0.0.1", port=port, started=started)
+    )
+    ctl = endpoints.EndpointsController(
+        registry, api_address=("192.0.2.10", 16443), node_ip="192.0.2.10"
+    )
+    ctl_task = asyncio.create_task(ctl.run())
+    try:
+        await asyncio.wait_for(started.wait(), 5)
+        svc = registry.get(rt(registry, "", "services"), "kube-system", "kube-dns")
+        assert svc["spec"]["clusterIP"] == "10.152.183.10"
+        assert [(p["name"], p["protocol"]) for p in svc["spec"]["ports"]] == [
+            ("dns", "UDP"),
+            ("dns-tcp", "TCP"),
+        ]
+        ep = registry.get(rt(registry, "", "endpoints"), "kube-system", "kube-dns")
+        assert ep["subsets"][0]["addresses"] == [{"ip": "127.0.0.1"}]
+
+        await registry.create(
+            rt(registry, "", "services"),
+            "default",
+            {
+                "metadata": {"name": "web"},
+                "spec": {"clusterIP": "10.152.183.44", "ports": [{"name": "http", "port": 80}]},
+            },
+        )
+        for _ in range(100):
+            reply = await ask(port, "web.default.svc.cluster.local")
+            if reply.rr:
+                break
+            await asyncio.sleep(0.02)
+        assert [str(r.rdata) for r in reply.rr] == ["10.152.183.44"]
+        # The kube-dns service resolves too, and its mirrored slice feeds headless-style lookups.
+        reply = await ask(port, "kube-dns.kube-system.svc.cluster.local")
+        assert [str(r.rdata) for r in reply.rr] == ["10.152.183.10"]
+        await registry.delete(rt(registry, "", "services"), "default", "web", DeleteOptions())
+        for _ in range(100):
+            reply = await ask(port, "web.default.svc.cluster.local")
+            if reply.header.rcode == dnslib.RCODE.NXDOMAIN:
+                break
+            await asyncio.sleep(0.02)
+        assert reply.header.rcode == dnslib.RCODE.NXDOMAIN
+    finally:
+        for t in (task, ctl_task):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
