@@ -1,0 +1,269 @@
+"""End to end: ``microkube serve`` with real Podman, driven by the real kubectl.
+
+One server per module (unique instance, random 10.214.X.0/24 pod CIDR, the
+offline busybox image imported into Podman's storage).  Behaviour inside the
+pods is checked through readiness probes (a pod only becomes Ready when its
+probe command, run inside the container, succeeds), so the tests need no
+exec/logs plumbing.  The module ends with ``microkube reset`` and checks that
+no Podman pod, container or network of the instance is left.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import images
+from tests.support.server import Kubectl, Server, kubectl_binary
+
+pytestmark = [
+    pytest.mark.podman,
+    pytest.mark.skipif(not images.busybox_available(), reason="podman or busybox missing"),
+    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
+    pytest.mark.timeout(240),
+]
+IMAGE = images.BUSYBOX_IMAGE
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    images.busybox_image()
+    base = tmp_path_factory.mktemp("e2e")
+    cidr = f"10.214.{random.randint(1, 254)}.0/24"
+    srv = Server(base / "state", extra_args=["--no-registry", "--pod-cidr", cidr])
+    srv.start(timeout=60)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "microkube",
+                "reset",
+                "--state-dir",
+                str(srv.state_dir),
+                "--instance",
+                srv.instance,
+            ],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        flt = f"label=io.microkube.instance={srv.instance}"
+        left = subprocess.run(
+            ["podman", "ps", "-aq", "--filter", flt], capture_output=True, text=True, check=False
+        ).stdout.split()
+        nets = subprocess.run(
+            ["podman", "network", "ls", "-q", "--filter", f"name={srv.instance}-pods"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        assert left == [] and nets == [], (left, nets)
+
+
+@pytest.fixture(scope="module")
+def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    d = tmp_path_factory.mktemp("kc")
+    binary = kubectl_binary("1.32")
+    assert binary is not None
+    return Kubectl(binary, server.kubeconfig(d), d / "home")
+
+
+def apply(kubectl: Kubectl, *objs: dict[str, Any]) -> None:
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
+
+
+def pod_json(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    return dict(json.loads(kubectl("get", "pod", name, "-o", "json").stdout))
+
+
+def wait_for(
+    kubectl: Kubectl, name: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        pod = pod_json(kubectl, name)
+        if pred(pod):
+            return pod
+        if time.monotonic() > deadline:
+            raise AssertionError(json.dumps(pod.get("status"), indent=1))
+        time.sleep(0.5)
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in pod.get("status", {}).get("conditions", [])
+    )
+
+
+def probe(cmd: str) -> dict[str, Any]:
+    return {"exec": {"command": ["sh", "-c", cmd]}, "periodSeconds": 1, "failureThreshold": 1}
+
+
+def pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"terminationGracePeriodSeconds": 2, "containers": containers, **spec},
+    }
+
+
+def test_shared_localhost_and_empty_dir(kubectl: Kubectl) -> None:
+    web = {
+        "name": "web",
+        "image": IMAGE,
+        "command": ["sh", "-c", "echo hello > /data/index.html; exec httpd -f -p 8080 -h /data"],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "ports": [{"containerPort": 8080}],
+    }
+    client = {
+        "name": "client",
+        "image": IMAGE,
+        "command": ["sleep", "3600"],
+        "volumeMounts": [{"name": "data", "mountPath": "/shared"}],
+        # localhost is shared (httpd in the other container) and so is the emptyDir
+        "readinessProbe": probe(
+            "wget -qO- http://localhost:8080/index.html | grep -q hello && grep -q hello /shared/index.html"
+        ),
+    }
+    apply(kubectl, pod("duo", [web, client], volumes=[{"name": "data", "emptyDir": {}}]))
+    p = wait_for(kubectl, "duo", ready)
+    assert p["status"]["phase"] == "Running"
+    ip = p["status"]["podIP"]
+    wide = kubectl("get", "pod", "duo", "-o", "wide").stdout
+    assert ip in wide and p["spec"]["nodeName"] in wide and "2/2" in wide
+    # the pod IP is real: the host reaches httpd on it
+    with socket.create_connection((ip, 8080), timeout=5) as s:
+        s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+        assert b"hello" in s.recv(4096)
+    for cs in p["status"]["containerStatuses"]:
+        assert cs["containerID"].startswith("podman://") and cs["ready"] and cs["started"]
+
+
+def test_config_map_env_volume_and_init_order(kubectl: Kubectl) -> None:
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cfg"},
+        "data": {"greeting": "hi", "file.txt": "from-configmap"},
+    }
+    init = {
+        "name": "init",
+        "image": IMAGE,
+        "command": ["sh", "-c", "sleep 1; echo init > /work/order"],
+        "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+    }
+    main = {
+        "name": "main",
+        "image": IMAGE,
+        "command": [
+            "sh",
+            "-c",
+            "test -f /work/order || exit 3; echo main >> /work/order; sleep 3600",
+        ],
+        "env": [
+            {
+                "name": "GREETING",
+                "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}},
+            }
+        ],
+        "volumeMounts": [
+            {"name": "work", "mountPath": "/work"},
+            {"name": "conf", "mountPath": "/etc/conf"},
+        ],
+        "readinessProbe": probe(
+            'test "$GREETING" = hi && grep -qx from-configmap /etc/conf/file.txt'
+            ' && test "$(cat /work/order | tr "\\n" " ")" = "init main "'
+            " && test -s /var/run/secrets/kubernetes.io/serviceaccount/token"
+        ),
+    }
+    apply(
+        kubectl,
+        cm,
+        pod(
+            "ordered",
+            [main],
+            initContainers=[init],
+            volumes=[
+                {"name": "work", "emptyDir": {}},
+                {"name": "conf", "configMap": {"name": "cfg"}},
+            ],
+        ),
+    )
+    p = wait_for(kubectl, "ordered", ready)
+    assert p["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    assert p["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_bad_image_pull_backoff_with_events(kubectl: Kubectl) -> None:
+    apply(kubectl, pod("badimg", [{"name": "c", "image": "127.0.0.1:1/nope/nothing:v1"}]))
+    p = wait_for(
+        kubectl,
+        "badimg",
+        lambda p: any(
+            cs["state"].get("waiting", {}).get("reason") == "ImagePullBackOff"
+            for cs in p.get("status", {}).get("containerStatuses", [])
+        ),
+        timeout=90,
+    )
+    assert p["status"]["phase"] == "Pending"
+    evs = json.loads(kubectl("get", "events", "-o", "json").stdout)["items"]
+    mine = {(e["reason"], e["type"]) for e in evs if e["involvedObject"]["name"] == "badimg"}
+    assert {("Pulling", "Normal"), ("Failed", "Warning"), ("BackOff", "Normal")} <= mine
+    assert "ImagePullBackOff" in kubectl("get", "pod", "badimg").stdout
+    kubectl("delete", "pod", "badimg", "--wait=false")
+
+
+def test_delete_is_graceful_and_complete(kubectl: Kubectl) -> None:
+    apply(kubectl, pod("short", [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]))
+    wait_for(kubectl, "short", ready)
+    t0 = time.monotonic()
+    kubectl("delete", "pod", "short", "--timeout=60s")
+    # sleep ignores SIGTERM as PID 1: killed after the 2 s grace period
+    assert time.monotonic() - t0 < 30
+    assert kubectl("get", "pod", "short", check=False).returncode != 0
+
+
+def test_restart_keeps_containers(server: Server, kubectl: Kubectl) -> None:
+    apply(kubectl, pod("keeper", [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]))
+    before = wait_for(kubectl, "keeper", ready)["status"]["containerStatuses"][0]
+    server.stop()
+    server.start(timeout=60)
+    time.sleep(3)  # let the kubelet resync at least once
+    after = wait_for(kubectl, "keeper", ready)["status"]["containerStatuses"][0]
+    assert after["containerID"] == before["containerID"]
+    assert after["restartCount"] == 0
+    assert after["state"]["running"]["startedAt"] == before["state"]["running"]["startedAt"]
+
+
+def test_orphan_sandbox_removed_after_restart(
+    server: Server, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    apply(kubectl, pod("orphan", [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]))
+    uid = wait_for(kubectl, "orphan", ready)["metadata"]["uid"]
+    server.stop()
+    # delete the object behind the kubelet's back: start the API, force-delete, restart
+    server.start(timeout=60)
+    kubectl("delete", "pod", "orphan", "--grace-period=0", "--force")
+    deadline = time.monotonic() + 30
+    flt = f"label=io.microkube.pod-uid={uid}"
+    while subprocess.run(
+        ["podman", "pod", "ps", "-q", "--filter", flt], capture_output=True, text=True, check=False
+    ).stdout.strip():
+        assert time.monotonic() < deadline, "sandbox of a deleted pod was not removed"
+        time.sleep(0.5)
