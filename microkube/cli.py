@@ -81,6 +81,8 @@ def _remember(s: Settings, args: argparse.Namespace) -> None:
         if f.exists() and not args.port and not args.bind_address:
             data = json.loads(f.read_text())
             s.api.bind_address, s.api.port = data["address"], data["port"]
+        if f.exists() and not args.instance:
+            s.instance = json.loads(f.read_text()).get("instance", s.instance)
 
 
 def kubeconfig(s: Settings) -> dict:
