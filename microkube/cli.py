@@ -74,7 +74,7 @@ def _remember(s: Settings, args: argparse.Namespace) -> None:
     if args.cmd == "serve":
         s.state_dir.mkdir(parents=True, exist_ok=True)
         (s.state_dir / "serve.json").write_text(
-            json.dumps({"address": s.api.bind_address, "port": s.api.port})
+            json.dumps({"address": s.api.bind_address, "port": s.api.port, "instance": s.instance})
         )
     else:
         f = s.state_dir / "serve.json"
