@@ -36,6 +36,8 @@ class ClusterCache:
     """Services and their endpoints, indexed for DNS lookups."""
 
     def __init__(self) -> None:
+        #: Bumped on every change; the server drops its rendered answers when it moves.
+        self.generation = 0
         self.services: dict[tuple[str, str], Obj] = {}
         self._slices: dict[tuple[str, str], Obj] = {}
         self._slices_by_service: dict[tuple[str, str], set[str]] = {}
@@ -48,6 +50,7 @@ class ClusterCache:
 
     def apply(self, kind: str, etype: str, obj: Obj) -> None:
         """Apply one watch event (``kind`` "Service", "EndpointSlice" or "Namespace")."""
+        self.generation += 1
         m = obj.get("metadata") or {}
         key = (m.get("namespace", ""), m.get("name", ""))
         if kind == "Service":

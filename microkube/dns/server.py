@@ -27,6 +27,7 @@ import socket
 import struct
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +113,17 @@ def _question_end(data: bytes) -> int:
 
 
 class _Cache:
-    """(qname, qtype, qclass) → raw upstream response, with an expiry."""
+    """Key → raw upstream response, with an expiry from the response's TTLs.
+
+    Keys are (qname, qtype, qclass), or the exact query bytes after the id for
+    the UDP fast path.
+    """
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[str, int, int], tuple[float, bytes]] = OrderedDict()
+        self._items: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
 
-    def get(self, key: tuple[str, int, int]) -> bytes | None:
+    def get(self, key: Hashable) -> bytes | None:
         item = self._items.get(key)
         if item is None:
             return None
@@ -128,7 +133,7 @@ class _Cache:
         self._items.move_to_end(key)
         return item[1]
 
-    def put(self, key: tuple[str, int, int], reply: Any, raw: bytes) -> None:
+    def put(self, key: Hashable, reply: Any, raw: bytes) -> None:
         rcode = reply.header.rcode
         if rcode not in (dnslib.RCODE.NOERROR, dnslib.RCODE.NXDOMAIN) or reply.header.tc:
             return
@@ -161,9 +166,13 @@ class DnsServer:
         self.upstreams = upstreams if upstreams is not None else read_upstreams(exclude=(host,))
         self.timeout = timeout
         self.cache = _Cache()
+        self._fast_forwards = _Cache()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Rendered cluster answers by query bytes after the id, valid for one cache generation.
+        self._answers: dict[bytes, bytes] = {}
+        self._answers_generation = -1
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -236,8 +245,21 @@ class DnsServer:
 
     # --- queries ------------------------------------------------------------
 
+    def cached_answer(self, data: bytes) -> bytes | None:
+        """A rendered cluster answer to the very same query, if the cache has not changed."""
+        if self._answers_generation != self.resolver.cache.generation:
+            self._answers.clear()
+            self._answers_generation = self.resolver.cache.generation
+            return None
+        hit = self._answers.get(data[2:]) or self._fast_forwards.get(data[2:])
+        return None if hit is None else data[:2] + hit
+
     async def handle(self, data: bytes, *, udp: bool) -> bytes | None:
         """The reply to one wire-format query (None: drop it)."""
+        hit = self.cached_answer(data) if udp else None
+        if hit is not None:
+            return hit
+        generation = self.resolver.cache.generation
         try:
             query = dnslib.DNSRecord.parse(data)
         except Exception:  # noqa: BLE001 - any parse failure is a malformed packet
@@ -256,7 +278,13 @@ class DnsServer:
         if answer is None:
             return await self._forward(query, data, udp=udp)
         reply = await self._build(query, answer, qtype)
-        return self._fit(query, reply, udp=udp)
+        raw = self._fit(query, reply, udp=udp)
+        chased = len(reply.rr) > len(answer.answer)
+        if udp and not chased and generation == self.resolver.cache.generation:
+            if len(self._answers) >= CACHE_SIZE:
+                self._answers.clear()
+            self._answers[data[2:]] = raw[2:]
+        return raw
 
     async def _build(self, query: Any, answer: Answer, qtype: str) -> Any:
         reply = query.reply(aa=1, ra=1)
@@ -316,6 +344,8 @@ class DnsServer:
             self.cache.put(key, parsed, raw)
             if udp and len(raw) > 512 and not query.ar:
                 return self._fit(query, parsed, udp=True)
+            if udp:
+                self._fast_forwards.put(data[2:], parsed, raw[2:])
             return raw
         reply = query.reply(ra=1)
         reply.header.rcode = dnslib.RCODE.SERVFAIL
@@ -372,6 +402,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.server = server
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        hit = self.server.cached_answer(data)
+        if hit is not None and self.server._udp is not None:
+            self.server._udp.sendto(hit, addr)
+            return
         self.server._spawn(self.server._answer_udp(data, addr))
 
 
