@@ -119,6 +119,11 @@ async def start(settings: Settings) -> Cluster:
     cluster.tasks.append(
         asyncio.create_task(aggregation.run(registry), name="clusterrole-aggregation")
     )
+    from microkube.controllers import storage
+
+    cluster.tasks.append(
+        asyncio.create_task(storage.run(registry, settings.state_dir), name="storage-controller")
+    )
     return cluster
 
 
