@@ -46,7 +46,7 @@ async def ensure_service(reg: Any, settings: Any, address: str, port: int = DNS_
     ]
     labels = {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}
     if reg.try_get(svc_rt, "kube-system", "kube-dns") is None:
-        body = {
+        body: dict[str, Any] = {
             "metadata": {"name": "kube-dns", "labels": labels},
             "spec": {
                 "clusterIP": dns_service_ip(settings),

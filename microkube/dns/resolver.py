@@ -206,7 +206,7 @@ class Resolver:
         for r in answer:
             if r.rtype != "SRV":
                 continue
-            target = str(r.value[3])  # type: ignore[index]
+            target = str(r.value[3])
             got = self.resolve(target, "A")
             if got is not None:
                 extra.extend(a for a in got.answer if a.rtype == "A" and a not in extra)

@@ -197,7 +197,7 @@ class DnsServer:
                 lambda: _UdpProtocol(self), sock=usock
             )
             self._tcp = await asyncio.start_server(self._serve_tcp, sock=tsock)
-            self._udp = transport  # type: ignore[assignment]
+            self._udp = transport
             self.port = port
             return
         raise OSError("no free port for both UDP and TCP")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from microkube.controllers import endpoints
+from microkube.controllers import endpoints, endpointset
 from microkube.objects import meta
 from microkube.resources.registry import DeleteOptions, Registry
 
@@ -84,7 +84,7 @@ def slices(reg: Registry, name: str) -> list[dict[str, Any]]:
     return [
         s
         for s in reg.list(rt(reg, "discovery.k8s.io", "endpointslices"), "default").items
-        if s["metadata"]["labels"].get(endpoints.SERVICE_NAME_LABEL) == name
+        if s["metadata"]["labels"].get(endpointset.SERVICE_NAME_LABEL) == name
     ]
 
 
@@ -110,7 +110,7 @@ async def test_ready_and_not_ready_addresses(registry, ctl) -> None:
 
     (sl,) = slices(registry, "web")
     labels = sl["metadata"]["labels"]
-    assert labels[endpoints.MANAGED_BY_LABEL] == "endpointslice-controller.k8s.io"
+    assert labels[endpointset.MANAGED_BY_LABEL] == "endpointslice-controller.k8s.io"
     assert labels["tier"] == "web"
     assert sl["metadata"]["name"].startswith("web-")
     assert sl["addressType"] == "IPv4"
@@ -147,7 +147,7 @@ async def test_publish_not_ready_and_hostname(registry, ctl) -> None:
     assert subset["addresses"][0]["hostname"] == "db-0"
     assert "notReadyAddresses" not in subset
     (sl,) = slices(registry, "db")
-    assert sl["metadata"]["labels"][endpoints.HEADLESS_LABEL] == ""
+    assert sl["metadata"]["labels"][endpointset.HEADLESS_LABEL] == ""
     (e,) = sl["endpoints"]
     assert e["hostname"] == "db-0"
     assert e["conditions"]["ready"] is True and e["conditions"]["serving"] is False
@@ -200,7 +200,7 @@ async def test_selectorless_service_is_mirrored_and_user_endpoints_kept(registry
     )
     await ctl.sync("default", "ext")
     (sl,) = slices(registry, "ext")
-    assert sl["metadata"]["labels"][endpoints.MANAGED_BY_LABEL] == endpoints.MIRROR_MANAGED_BY
+    assert sl["metadata"]["labels"][endpointset.MANAGED_BY_LABEL] == endpointset.MIRROR_MANAGED_BY
     assert [e["addresses"] for e in sl["endpoints"]] == [["192.0.2.50"]]
     assert sl["ports"] == [{"name": "", "port": 5432, "protocol": "TCP"}]
     # User endpoints are not overwritten.

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from microkube.controllers.endpoints import node_address
+from microkube.controllers.endpointset import node_address
 from microkube.netproxy import apply, model, rules
 from tests.netproxy.conftest import PodNet, need_nft
 
