@@ -24,6 +24,9 @@ async def start_all(cluster: Any) -> None:
 
     await agent.start_scheduler(cluster)
     await agent.start(cluster)
+    from microkube.kubelet.streams import PodStreams
+
+    cluster.ctx.pod_streams = PodStreams(cluster.registry, cluster.runtime)
     _start_network(cluster)
     if cluster.settings.registry.enabled:
         await _start_oci(cluster)
