@@ -70,6 +70,7 @@ class Kubelet(starter.ContainerStarter):
         ca_pem: bytes = b"",
         clock: Callable[[], datetime] | None = None,
         resync: float = 1.0,
+        sandbox_check: float = 10.0,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
@@ -80,6 +81,7 @@ class Kubelet(starter.ContainerStarter):
         self.node_ip = node_ip
         self.now: Callable[[], datetime] = clock or _utcnow
         self.resync = resync
+        self.sandbox_check = sandbox_check
         self.pods_rt = registry.catalog.get("", "v1", "pods")
         self.nodes_rt = registry.catalog.get("", "v1", "nodes")
         self.recorder = events.Recorder(registry, "kubelet", host=node_name, clock=self.now)
@@ -94,6 +96,8 @@ class Kubelet(starter.ContainerStarter):
         self.images: dict[str, dict[str, rt.ImageInfo]] = {}
         self.trackers: dict[tuple[str, str, str, str], probes.ProbeTracker] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._acted: set[str] = set()
+        self._checked: dict[str, float] = {}
         self._wake: dict[str, asyncio.Event] = {}
 
     # --- start-up and adoption -------------------------------------------------------
@@ -162,22 +166,52 @@ class Kubelet(starter.ContainerStarter):
         await self.adopt()
         for uid in list(self.pods):
             self._kick(uid)
+        housekeeping = asyncio.create_task(self._housekeeping(), name="kubelet-housekeeping")
         try:
             while True:
                 try:
-                    async for etype, obj in self.registry.watch(self.pods_rt, None):
-                        if etype in ("ADDED", "MODIFIED", "DELETED"):
-                            self._on_pod(etype, obj)
+                    await self._watch_once()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - watch again
                     log.debug("kubelet pod watch ended: %s", exc)
                 await asyncio.sleep(0.5)
         finally:
-            tasks = list(self._workers.values())
+            tasks = [housekeeping, *self._workers.values()]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch_once(self) -> None:
+        """One watch from the current state; pods missing from its initial list are gone."""
+        seen: set[str] = set()
+        initial = True
+        async for etype, obj in self.registry.watch(self.pods_rt, None):
+            if etype == "INITIAL-END":
+                initial = False
+                for uid in [u for u in self.pods if u not in seen]:
+                    self.pods.pop(uid, None)
+                    self._kick(uid)
+                continue
+            if etype not in ("ADDED", "MODIFIED", "DELETED"):
+                continue
+            if initial:
+                seen.add(obj["metadata"]["uid"])
+            self._on_pod(etype, obj)
+
+    async def _housekeeping(self, interval: float = 30.0) -> None:
+        """Remove sandboxes no pod owns (missed deletions, crashes mid-sync)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for sb in await self.runtime.list_sandboxes():
+                    worker = self._workers.get(sb.uid)
+                    if sb.uid not in self.pods and (worker is None or worker.done()):
+                        self._kick(sb.uid)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - try again later
+                log.warning("kubelet housekeeping: %s", exc)
 
     # --- one sync --------------------------------------------------------------------
 
@@ -194,8 +228,13 @@ class Kubelet(starter.ContainerStarter):
         if phase in ("Succeeded", "Failed"):
             await self._stop_all(pod, grace=0)
             return None
+        deadline = self._deadline_left(pod)
+        if deadline is not None and deadline <= 0:
+            await self._deadline_exceeded(pod)
+            return None
         sandbox = await self._ensure_sandbox(pod)
-        delays = [self.resync]
+        self._acted.discard(uid)
+        delays = [self.resync] + ([deadline] if deadline is not None else [])
         waiting = self.waiting.setdefault(uid, {})
         try:
             paths = self.volumes.setup(pod, self._node())
@@ -232,7 +271,7 @@ class Kubelet(starter.ContainerStarter):
                         delays.append(await self._restart(pod, sandbox, c, tries, paths))
                     else:
                         waiting.pop(c["name"], None)
-        await self._write_status(pod, sandbox)
+        await self._write_status(pod, sandbox, None if uid in self._acted else containers)
         return min(delays)
 
     def _node(self) -> Obj | None:
@@ -242,7 +281,8 @@ class Kubelet(starter.ContainerStarter):
     async def _ensure_sandbox(self, pod: Obj) -> rt.SandboxStatus:
         uid = pod["metadata"]["uid"]
         sb = self.sandboxes.get(uid)
-        if sb is not None:
+        now = asyncio.get_running_loop().time()
+        if sb is not None and now - self._checked.get(uid, -1e9) >= self.sandbox_check:
             try:
                 sb = await self.runtime.sandbox_status(sb.id)
             except rt.RuntimeNotFound:
@@ -250,6 +290,7 @@ class Kubelet(starter.ContainerStarter):
             if sb is not None and sb.state != "ready":
                 await self._remove_sandbox(sb, grace=0)
                 sb = None
+            self._checked[uid] = now
         if sb is None:
             from microkube.kubelet import containerspec
 
@@ -257,8 +298,54 @@ class Kubelet(starter.ContainerStarter):
                 pod, network=self.network, dns_ip=self.dns_ip, cluster_domain=self.cluster_domain
             )
             sb = await self.runtime.create_pod_sandbox(cfg)
+            self._checked[uid] = now
         self.sandboxes[uid] = sb
         return sb
+
+    def _deadline_left(self, pod: Obj) -> float | None:
+        """Seconds left of ``activeDeadlineSeconds`` (None: no deadline or not started)."""
+        limit = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+        start = (pod.get("status") or {}).get("startTime")
+        if limit is None or not start:
+            return None
+        begun = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+        return float(limit) - (self.now() - begun).total_seconds()
+
+    async def _deadline_exceeded(self, pod: Obj) -> None:
+        """Mirrors the kubelet's activeDeadlineHandler: kill, then phase Failed."""
+        message = "Pod was active on the node longer than the specified deadline"
+        await self.recorder.event(pod, events.WARNING, "DeadlineExceeded", message)
+        grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        uid = pod["metadata"]["uid"]
+        running = [
+            c
+            for c in await self.runtime.list_containers({rt.LABEL_POD_UID: uid})
+            if c.state == "running"
+        ]
+        specs = {c["name"]: c for c in (pod.get("spec") or {}).get("containers") or []}
+        await asyncio.gather(*(self._kill(pod, c, specs.get(c.name, {}), grace) for c in running))
+        sandbox = self.sandboxes.get(uid)
+        containers = await self.runtime.list_containers({rt.LABEL_POD_UID: uid})
+        state = self.runtime_state(pod, sandbox, containers)
+        now = self.now()
+
+        def mutate(fresh: Obj) -> Obj | None:
+            if fresh["metadata"].get("uid") != uid:
+                return None
+            st = podstatus.compute(fresh, state, now=now)
+            st.update(phase="Failed", reason="DeadlineExceeded", message=message)
+            fresh["status"] = st
+            return fresh
+
+        with contextlib.suppress(errors.NotFound):
+            await self.registry.guaranteed_update(
+                self.pods_rt,
+                pod["metadata"]["namespace"],
+                pod["metadata"]["name"],
+                mutate,
+                subresource="status",
+                field_manager="kubelet",
+            )
 
     async def _restart(
         self,
@@ -306,6 +393,7 @@ class Kubelet(starter.ContainerStarter):
         self._drop_state(uid)
 
     def _drop_state(self, uid: str) -> None:
+        self._checked.pop(uid, None)
         self.waiting.pop(uid, None)
         self.images.pop(uid, None)
         self.restart_backoff.forget_prefix(uid + "/")
@@ -362,6 +450,7 @@ class Kubelet(starter.ContainerStarter):
     async def _kill(
         self, pod: Obj, c: rt.ContainerStatus, spec: Obj, grace: float, reason: str = ""
     ) -> None:
+        self._acted.add(pod["metadata"]["uid"])
         await self.recorder.event(
             pod,
             events.NORMAL,
@@ -490,9 +579,15 @@ class Kubelet(starter.ContainerStarter):
             host_ip=self.node_ip,
         )
 
-    async def _write_status(self, pod: Obj, sandbox: rt.SandboxStatus | None) -> None:
+    async def _write_status(
+        self,
+        pod: Obj,
+        sandbox: rt.SandboxStatus | None,
+        containers: list[rt.ContainerStatus] | None = None,
+    ) -> None:
         uid = pod["metadata"]["uid"]
-        containers = await self.runtime.list_containers({rt.LABEL_POD_UID: uid})
+        if containers is None:
+            containers = await self.runtime.list_containers({rt.LABEL_POD_UID: uid})
         state = self.runtime_state(pod, sandbox, [copy.copy(c) for c in containers])
         now = self.now()
 

@@ -245,8 +245,9 @@ def compute(pod: Obj, state: PodRuntimeState, *, now: datetime) -> Obj:
         same = p is not None and p.get("status") == c["status"] and p.get("lastTransitionTime")
         c["lastTransitionTime"] = p["lastTransitionTime"] if same and p else stamp
     kept = [c for t, c in previous.items() if t == "PodScheduled"]
+    kept_fields = ("nominatedNodeName", "resize") + (("reason", "message") if done else ())
     out: Obj = {
-        **{k: v for k, v in old.items() if k in ("nominatedNodeName", "resize")},
+        **{k: v for k, v in old.items() if k in kept_fields},
         "phase": ph,
         "conditions": kept + conds,
         "hostIP": state.host_ip,

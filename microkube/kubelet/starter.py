@@ -48,6 +48,7 @@ class ContainerStarter:
     node_ip: str
     resync: float
     now: Callable[[], datetime]
+    _acted: set[str]
 
     def _node(self) -> Obj | None:  # pragma: no cover - provided by Kubelet
         raise NotImplementedError
@@ -160,6 +161,7 @@ class ContainerStarter:
     ) -> float:
         """Start a new attempt of container ``c``; seconds until the next sync."""
         uid, name = pod["metadata"]["uid"], c["name"]
+        self._acted.add(uid)
         fp = field_path(name, init)
         start_key = f"{uid}/{name}#start"
         if self.pull_backoff.in_backoff_since_update(start_key):

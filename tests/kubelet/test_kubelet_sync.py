@@ -335,3 +335,136 @@ async def test_adoption_keeps_containers_and_removes_orphans(
     assert keep["status"]["containerStatuses"][0]["containerID"] == cid
     assert keep["status"]["containerStatuses"][0]["restartCount"] == 0
     assert await runtime.list_sandboxes({"io.microkube.pod-uid": drop["metadata"]["uid"]}) == []
+
+
+async def test_liveness_failure_restarts_container(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    probe = {"exec": {"command": ["check"]}, "periodSeconds": 5, "failureThreshold": 2}
+    env = [{"name": fake.EXEC_EXIT_CODE, "value": "1"}]
+    await create(registry, pod_body("sick", [c(livenessProbe=probe, env=env)]))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    await sync(k, registry, "sick")  # starts; first probe due now: failure 1
+    pod = await sync(k, registry, "sick")
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    clock.advance(5)  # failure 2: killed
+    await sync(k, registry, "sick")
+    pod = await sync(k, registry, "sick")  # restarted (first restart is immediate)
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["restartCount"] == 1 and "running" in cs["state"]
+    r = reasons(registry, "sick")
+    assert "Unhealthy" in r and "Killing" in r
+    ev = registry.catalog.get("", "v1", "events")
+    msgs = [e["message"] for e in registry.list(ev, "default").items]
+    assert "Container app failed liveness probe, will be restarted" in msgs
+    assert any(m.startswith("Liveness probe failed:") for m in msgs)
+
+
+async def test_active_deadline_fails_pod(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    await create(registry, pod_body("slow", [c()], activeDeadlineSeconds=30))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    await sync(k, registry, "slow")
+    clock.advance(31)
+    pod = await sync(k, registry, "slow")
+    assert pod["status"]["phase"] == "Failed"
+    assert pod["status"]["reason"] == "DeadlineExceeded"
+    assert "terminated" in pod["status"]["containerStatuses"][0]["state"]
+
+
+async def test_secret_downward_and_projected_volumes(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    secrets = registry.catalog.get("", "v1", "secrets")
+    await registry.create(
+        secrets, "default", {"metadata": {"name": "s"}, "data": {"password": "c2VjcmV0"}}
+    )
+    vols = [
+        {"name": "sec", "secret": {"secretName": "s", "defaultMode": 0o400}},
+        {"name": "opt", "secret": {"secretName": "missing", "optional": True}},
+        {
+            "name": "down",
+            "downwardAPI": {
+                "items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+                ]
+            },
+        },
+        {
+            "name": "proj",
+            "projected": {
+                "sources": [
+                    {"secret": {"name": "s", "items": [{"key": "password", "path": "pw"}]}},
+                    {"serviceAccountToken": {"path": "tok", "audience": "vault"}},
+                ]
+            },
+        },
+        {"name": "host", "hostPath": {"path": str(tmp_path / "hp"), "type": "DirectoryOrCreate"}},
+    ]
+    mounts = [{"name": v["name"], "mountPath": f"/v/{v['name']}"} for v in vols]
+    body = pod_body("vols", [c(volumeMounts=mounts)], volumes=vols)
+    body["metadata"]["labels"] = {"app": "x", "tier": "web"}
+    await create(registry, body)
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    pod = await sync(k, registry, "vols")
+    assert pod["status"]["phase"] == "Running", reasons(registry, "vols")
+    app = next(iter(runtime.containers.values()))
+    host = {m.container_path: Path(m.host_path) for m in app.config.mounts}
+    assert (host["/v/sec"] / "password").read_text() == "secret"
+    assert (host["/v/sec"] / "password").resolve().stat().st_mode & 0o777 == 0o400
+    assert list(host["/v/opt"].iterdir()) == [] or all(
+        p.name.startswith("..") for p in host["/v/opt"].iterdir()
+    )
+    assert (host["/v/down"] / "labels").read_text() == 'app="x"\ntier="web"'
+    assert (host["/v/down"] / "name").read_text() == "vols"
+    assert (host["/v/proj"] / "pw").read_text() == "secret"
+    assert (host["/v/proj"] / "tok").read_text().count(".") == 2
+    assert host["/v/host"] == tmp_path / "hp" and (tmp_path / "hp").is_dir()
+
+
+async def test_missing_secret_volume_waits_with_failed_mount(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    vols = [{"name": "sec", "secret": {"secretName": "nope"}}]
+    await create(registry, pod_body("nomount", [c()], volumes=vols))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    pod = await sync(k, registry, "nomount")
+    assert pod["status"]["phase"] == "Pending"
+    ev = registry.catalog.get("", "v1", "events")
+    [e] = [e for e in registry.list(ev, "default").items if e["reason"] == "FailedMount"]
+    assert e["message"] == 'MountVolume.SetUp failed for volume "sec" : secret "nope" not found'
+
+
+async def test_run_loop_follows_the_api(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    import asyncio
+
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    task = asyncio.create_task(k.run())
+
+    async def until(pred: Any) -> None:
+        for _ in range(200):
+            if pred():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("condition not reached")
+
+    try:
+        await create(registry, pod_body("live", [c()]))
+        await until(
+            lambda: (get(registry, "live") or {}).get("status", {}).get("phase") == "Running"
+        )
+        pods = registry.catalog.get("", "v1", "pods")
+        await registry.delete(pods, "default", "live", DeleteOptions())
+        await until(lambda: get(registry, "live") is None)
+        await until(lambda: not runtime.sandboxes)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
