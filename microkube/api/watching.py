@@ -11,6 +11,7 @@ a 410 Status, which makes clients re-list.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -82,6 +83,7 @@ async def serve(
             raise exc  # type: ignore[misc]
 
     async def body() -> AsyncIterator[bytes]:
+        pending: asyncio.Task[Any] | None = None
         columns_sent = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -115,7 +117,7 @@ async def serve(
             if gone is not None:
                 yield negotiation.dumps({"type": "ERROR", "object": gone.status()}) + b"\n"
                 return
-            pending: asyncio.Task[Any] | None = first
+            pending = first
             while True:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -136,11 +138,15 @@ async def serve(
                 out = convert(item)
                 if out:
                     yield out
-            if pending is not None:
-                pending.cancel()
             if bookmarks:
                 yield negotiation.dumps(_bookmark(rt, last_rv)) + b"\n"
         finally:
+            # The generator may be suspended inside a pending anext(): finish that first.
+            for task in (first, pending):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
             await events.aclose()  # type: ignore[attr-defined]
 
     media = "application/json"

@@ -463,7 +463,16 @@ class Registry:
         rv = m.get("resourceVersion")
         if rv and str(rv) != str(kv.revision):
             raise self._conflict(rt, name)
-        return await self._write_update(rt, kv, obj, opts), False
+        for _ in range(5):
+            try:
+                return await self._write_update(rt, kv, copy.deepcopy(obj), opts), False
+            except errors.Conflict:
+                # An unconditional update (no resourceVersion) retries like apiserver's.
+                latest = self.store.get(rt.key(namespace, name))
+                if rv or latest is None:
+                    raise
+                kv = latest
+        raise self._conflict(rt, name)
 
     def _conflict(self, rt: ResourceType, name: str) -> errors.Conflict:
         res = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
@@ -580,10 +589,33 @@ class Registry:
         body: Any,
         opts: WriteOptions | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """Apply a patch; returns (object, created). Server-side apply may create."""
+        """Apply a patch; returns (object, created). Server-side apply may create.
+
+        Mirrors apiserver's patcher: the patch is re-applied to the latest object
+        when a concurrent write wins the race, unless the patch itself carries a
+        ``metadata.resourceVersion`` precondition.
+        """
+        opts = opts or WriteOptions()
+        for attempt in range(5):
+            opts.warnings.clear()
+            try:
+                return await self._patch_once(rt, namespace, name, patch_type, body, opts)
+            except _StoreRace:
+                if attempt == 4:
+                    raise self._conflict(rt, name) from None
+        raise self._conflict(rt, name)
+
+    async def _patch_once(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        patch_type: str,
+        body: Any,
+        opts: WriteOptions,
+    ) -> tuple[dict[str, Any], bool]:
         from microkube.objects import patch as patches
 
-        opts = opts or WriteOptions()
         kv = self.store.get(rt.key(namespace, name))
         if patch_type == "apply":
             return await self._apply(rt, namespace, name, body, kv, opts)
@@ -621,7 +653,14 @@ class Registry:
         meta.meta(new)["name"] = name
         if rt.namespaced:
             new["metadata"]["namespace"] = namespace
-        return await self._write_update(rt, kv, new, opts), False
+        try:
+            return await self._write_update(rt, kv, new, opts), False
+        except errors.Conflict as exc:
+            # Re-applying the patch to the latest object re-checks any resourceVersion
+            # the patch itself carries (it then no longer matches), as apiserver does.
+            if self.store.get(kv.key) is not None:
+                raise _StoreRace() from exc
+            raise
 
     async def _apply(
         self,
@@ -664,7 +703,12 @@ class Registry:
             mf = new["metadata"].get("managedFields")
             out = await self._create_with_fields(rt, namespace, new, created_opts, mf)
             return out, True
-        return await self._write_update(rt, kv, new, opts, operation="Apply"), False
+        try:
+            return await self._write_update(rt, kv, new, opts, operation="Apply"), False
+        except errors.Conflict as exc:
+            if "Apply failed" not in exc.message:
+                raise _StoreRace() from exc
+            raise
 
     async def _create_with_fields(
         self, rt: ResourceType, namespace: str, obj: dict[str, Any], opts: WriteOptions, mf: Any
@@ -905,6 +949,10 @@ class Registry:
         if prev_match:
             return [("DELETED", obj)]
         return []
+
+
+class _StoreRace(Exception):
+    """A concurrent write changed the object between read and write: try again."""
 
 
 def _same_object(new: dict[str, Any], old: dict[str, Any]) -> bool:

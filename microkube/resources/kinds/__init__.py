@@ -1,3 +1,3 @@
 """Strategies of the built-in kinds; importing this package registers them."""
 
-from microkube.resources.kinds import apps, batch, core, other  # noqa: F401
+from microkube.resources.kinds import apiextensions, apps, batch, core, other  # noqa: F401
