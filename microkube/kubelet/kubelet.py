@@ -292,6 +292,14 @@ class Kubelet(starter.ContainerStarter):
                 sb = None
             self._checked[uid] = now
         if sb is None:
+            # A sandbox left by an interrupted create (or a lost cache entry)
+            # would make the create fail on its name: reuse it, or remove it.
+            for found in await self.runtime.list_sandboxes({rt.LABEL_POD_UID: uid}):
+                if found.state == "ready" and sb is None:
+                    sb = found
+                else:
+                    await self._remove_sandbox(found, grace=0)
+        if sb is None:
             from microkube.kubelet import containerspec
 
             cfg = containerspec.sandbox_config(

@@ -111,7 +111,12 @@ def ready(pod: dict[str, Any]) -> bool:
 
 
 def probe(cmd: str) -> dict[str, Any]:
-    return {"exec": {"command": ["sh", "-c", cmd]}, "periodSeconds": 1, "failureThreshold": 1}
+    return {
+        "exec": {"command": ["sh", "-c", cmd]},
+        "periodSeconds": 1,
+        "timeoutSeconds": 5,
+        "failureThreshold": 3,
+    }
 
 
 def pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -267,3 +272,53 @@ def test_orphan_sandbox_removed_after_restart(
     ).stdout.strip():
         assert time.monotonic() < deadline, "sandbox of a deleted pod was not removed"
         time.sleep(0.5)
+
+
+def test_crash_loop_back_off(kubectl: Kubectl) -> None:
+    apply(
+        kubectl, pod("crasher", [{"name": "c", "image": IMAGE, "command": ["sh", "-c", "exit 3"]}])
+    )
+    p = wait_for(
+        kubectl,
+        "crasher",
+        lambda p: any(
+            cs["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
+            for cs in p.get("status", {}).get("containerStatuses", [])
+        ),
+        timeout=60,
+    )
+    cs = p["status"]["containerStatuses"][0]
+    assert cs["lastState"]["terminated"]["exitCode"] == 3
+    assert cs["lastState"]["terminated"]["reason"] == "Error"
+    assert cs["restartCount"] >= 1
+    assert "CrashLoopBackOff" in kubectl("get", "pod", "crasher").stdout
+    kubectl("delete", "pod", "crasher", "--wait=false")
+
+
+def test_hooks_security_context_and_completion(kubectl: Kubectl, tmp_path: Path) -> None:
+    host = tmp_path / "hooks"
+    host.mkdir(mode=0o777)
+    host.chmod(0o777)
+    c = {
+        "name": "c",
+        "image": IMAGE,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 3000},
+        "lifecycle": {
+            "postStart": {"exec": {"command": ["sh", "-c", "echo started > /host/post"]}},
+            "preStop": {"exec": {"command": ["sh", "-c", "echo stopping > /host/pre"]}},
+        },
+        "volumeMounts": [{"name": "host", "mountPath": "/host"}],
+        "readinessProbe": probe('test "$(id -u):$(id -g)" = 1000:3000 && test -f /host/post'),
+    }
+    vols = [{"name": "host", "hostPath": {"path": str(host), "type": "Directory"}}]
+    apply(kubectl, pod("hooks", [c], volumes=vols))
+    wait_for(kubectl, "hooks", ready)
+    assert (host / "post").read_text() == "started\n"
+    kubectl("delete", "pod", "hooks", "--timeout=60s")
+    assert (host / "pre").read_text() == "stopping\n"
+    once = {"name": "c", "image": IMAGE, "command": ["true"]}
+    apply(kubectl, pod("once", [once], restartPolicy="Never"))
+    p = wait_for(kubectl, "once", lambda p: p.get("status", {}).get("phase") == "Succeeded")
+    assert p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    assert "Completed" in kubectl("get", "pod", "once").stdout
