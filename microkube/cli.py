@@ -232,9 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     _common(p)
     p.add_argument(
         "--runtime",
-        choices=["podman", "fake"],
+        choices=["podman", "fake", "none"],
         default=None,
-        help="container runtime (default podman)",
+        help="container runtime (default podman; fake simulates containers; none runs no node)",
     )
     p.add_argument("--authorization", choices=["RBAC", "AlwaysAllow"], default=None)
     p.add_argument("--registry-port", type=int, default=None)

@@ -20,13 +20,15 @@ async def start_all(cluster: Any) -> None:
 
     tasks = await manager.start(cluster)
     cluster.tasks.extend(tasks)
-    from microkube.kubelet import agent
+    if cluster.settings.kubelet.runtime != "none":
+        # "none": a control plane only (API, controllers); no node, scheduler or kubelet.
+        from microkube.kubelet import agent
 
-    await agent.start_scheduler(cluster)
-    await agent.start(cluster)
-    from microkube.kubelet.streams import PodStreams
+        await agent.start_scheduler(cluster)
+        await agent.start(cluster)
+        from microkube.kubelet.streams import PodStreams
 
-    cluster.ctx.pod_streams = PodStreams(cluster.registry, cluster.runtime)
+        cluster.ctx.pod_streams = PodStreams(cluster.registry, cluster.runtime)
     _start_network(cluster)
     if cluster.settings.registry.enabled:
         await _start_oci(cluster)

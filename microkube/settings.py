@@ -71,7 +71,7 @@ class RegistrySettings:
 @dataclass
 class KubeletSettings:
     runtime: str = "podman"
-    """Container runtime: "podman" or "fake" (simulated containers)."""
+    """Container runtime: "podman", "fake" (simulated containers) or "none" (no node at all)."""
     podman_socket: str = ""
     """Use this Podman API socket instead of starting a private `podman system service`."""
     node_name: str = field(default_factory=lambda: socket.gethostname().split(".")[0].lower())

@@ -23,6 +23,14 @@ pytestmark = pytest.mark.kubectl
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A control plane without a node: the thread below plays kubelet, alone."""
+    srv = Server(tmp_path_factory.mktemp("mk") / "state", extra_args=["--no-registry", "--runtime", "none"]).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
 def fake_kubelet(server: Server) -> Iterator[None]:
     stop = threading.Event()
 
