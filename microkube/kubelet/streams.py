@@ -115,6 +115,41 @@ class _Exec:
     command: list[str]
 
 
+class _AttachSession:
+    """An attach as the CRI runtimes do it.
+
+    * Its end is always a success: the CRI's Attach reports no exit code (the stream
+      just ends with the container), and kubectl ``run -i`` takes a failure Status
+      for "couldn't attach" and prints the logs a second time; it reads the exit code
+      from the pod instead.
+    * The client's end of stdin reaches the container only with ``stdinOnce``
+      (CRI-O/containerd); otherwise stdin stays open for the next attach.
+    """
+
+    def __init__(self, inner: rt.ExecSession, *, stdin_once: bool) -> None:
+        self._inner = inner
+        self._stdin_once = stdin_once
+
+    async def write(self, data: bytes) -> None:
+        await self._inner.write(data)
+
+    async def close_stdin(self) -> None:
+        if self._stdin_once:
+            await self._inner.close_stdin()
+
+    async def read(self) -> tuple[rt.Stream, bytes] | None:
+        return await self._inner.read()
+
+    async def resize(self, width: int, height: int) -> None:
+        await self._inner.resize(width, height)
+
+    async def wait(self) -> int:
+        return 0
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 def _started(c: rt.ContainerStatus) -> bool:
     return c.state in ("running", "exited") or c.started_at is not None
 
@@ -155,7 +190,12 @@ class PodStreams:
         name = pod["metadata"]["name"]
         attempts = await self._attempts(pod, container)
         started = [c for c in attempts if _started(c)]
+        state = container_status(pod, container).get("state") or {}
+        # The next attempt is waiting (created but not started, or in back-off): the
+        # newest started attempt is then lastState, for current and previous alike.
         newest_waits = bool(attempts) and not _started(attempts[-1])
+        if "waiting" in state and started and started[-1].state == "exited":
+            newest_waits = True
         if previous:
             # While the next attempt waits, lastState is the newest started attempt.
             want = started[-1:] if newest_waits else started[-2:-1]
@@ -166,7 +206,6 @@ class PodStreams:
             return want[0]
         if started:
             return started[-1]
-        state = container_status(pod, container).get("state") or {}
         if "terminated" in state:
             raise errors.BadRequest(f'container "{container}" in pod "{name}" is terminated')
         reason = (state.get("waiting") or {}).get("reason") or "ContainerCreating"
@@ -232,11 +271,12 @@ class PodStreams:
                     req.container_id, req.command, tty=flags["tty"], stdin=flags["stdin"]
                 )
             # Attach: the terminal is the container's own (kubelet reads it from the spec).
-            return await self.runtime.attach(
+            session = await self.runtime.attach(
                 req.container_id,
                 stdin=flags["stdin"] and bool(req.spec.get("stdin")),
                 tty=bool(req.spec.get("tty")),
             )
+            return _AttachSession(session, stdin_once=bool(req.spec.get("stdinOnce")))
         except rt.ContainerRuntimeError as exc:
             raise errors.InternalError(f"unable to {req.sub}: {exc}") from exc
 

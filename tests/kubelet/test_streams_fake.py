@@ -266,6 +266,19 @@ async def test_log_previous_picks_the_attempt_before(env: Env) -> None:
     assert waiting_previous.text == waiting_current.text
 
 
+async def test_log_in_back_off_reads_the_last_terminated_attempt(env: Env) -> None:
+    backoff = {"name": "c", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+    pod = await env.pod("p", ["c"], statuses=[backoff])
+    sandbox = await env.sandbox(pod)
+    env.log(await env.container(sandbox, "c", attempt=0, stop=True), "attempt 0\n")
+    env.log(await env.container(sandbox, "c", attempt=1, stop=True), "attempt 1\n")
+    async with env.client() as client:
+        current = await client.get(_path("p", "log"))
+        previous = await client.get(_path("p", "log"), params={"previous": "true"})
+    assert "attempt 1\n" in current.text and "attempt 0" not in current.text
+    assert previous.text == current.text
+
+
 async def test_log_of_unscheduled_pod_is_empty(env: Env) -> None:
     await env.pod("p", ["c"], node="", phase="Pending")
     async with env.client() as client:
@@ -428,6 +441,20 @@ async def test_ws_attach_to_running_container(env: Env) -> None:
     )
     assert out[0]["type"] == "websocket.accept"
     assert _channels(out)[channels.STDOUT] == b"typed\n"
+
+
+async def test_ws_attach_ends_in_success_whatever_the_exit_code(env: Env) -> None:
+    pod = await env.pod("p", ["c"])
+    await env.container(await env.sandbox(pod), "c")
+    session = fake.EchoSession(code=5)
+    await session.close_stdin()
+
+    async def attach(container_id: str, *, stdin: bool = False, tty: bool = False) -> Any:
+        return session
+
+    env.runtime.attach = attach  # type: ignore[method-assign]
+    out = await _ws(env, _path("p", "attach") + "?stdout=true", subprotocols=[channels.V5])
+    assert json.loads(_channels(out)[channels.ERROR]) == {"metadata": {}, "status": "Success"}
 
 
 async def test_ws_errors_are_denial_responses(env: Env) -> None:
