@@ -24,8 +24,8 @@ async def start_all(cluster: Any) -> None:
         # "none": a control plane only (API, controllers); no node, scheduler or kubelet.
         from microkube.kubelet import agent
 
+        await agent.start(cluster)  # registers the Node first: no FailedScheduling at boot
         await agent.start_scheduler(cluster)
-        await agent.start(cluster)
         from microkube.kubelet.streams import PodStreams
 
         cluster.ctx.pod_streams = PodStreams(cluster.registry, cluster.runtime)

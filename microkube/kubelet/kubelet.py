@@ -40,10 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from microkube import errors
-from microkube.kubelet import events, podstatus, probes, starter, volumes
+from microkube.kubelet import events, podstatus, prober, probes, starter, termination, volumes
 from microkube.kubelet import runtime as rt
 from microkube.kubelet.backoff import Backoff, go_duration
-from microkube.resources.registry import DeleteOptions
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Kubelet(starter.ContainerStarter):
+class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
     def __init__(
         self,
         registry: Any,
@@ -119,14 +118,6 @@ class Kubelet(starter.ContainerStarter):
                 log.info("removing orphaned sandbox %s", sb.name)
                 await self._remove_sandbox(sb, grace=0)
                 self.volumes.cleanup(sb.uid)
-
-    async def _remove_sandbox(self, sb: rt.SandboxStatus, *, grace: float) -> None:
-        for c in await self.runtime.list_containers(sandbox_id=sb.id):
-            if c.state == "running":
-                with contextlib.suppress(rt.ContainerRuntimeError):
-                    await self.runtime.stop_container(c.id, grace)
-        with contextlib.suppress(rt.RuntimeNotFound):
-            await self.runtime.remove_pod_sandbox(sb.id)
 
     # --- the loop --------------------------------------------------------------------
 
@@ -264,6 +255,12 @@ class Kubelet(starter.ContainerStarter):
                 latest = tries[-1] if tries else None
                 if latest is None or latest.state == "created":
                     delays.append(await self._start(pod, sandbox, c, tries, paths))
+                elif latest.state == "running" and self._changed(c, latest):
+                    # Mirrors computePodActions: restart regardless of restartPolicy.
+                    grace = float(spec.get("terminationGracePeriodSeconds", 30))
+                    why = f"Container {c['name']} definition changed, will be restarted"
+                    await self._kill(pod, latest, c, grace, reason=why)
+                    delays.append(await self._start(pod, sandbox, c, tries, paths))
                 elif latest.state == "running":
                     delays.append(await self._probe(pod, sandbox, c, latest))
                 elif latest.state == "exited":
@@ -273,6 +270,16 @@ class Kubelet(starter.ContainerStarter):
                         waiting.pop(c["name"], None)
         await self._write_status(pod, sandbox, None if uid in self._acted else containers)
         return min(delays)
+
+    @staticmethod
+    def _changed(spec: Obj, latest: rt.ContainerStatus) -> bool:
+        """The spec's image differs from the running container's (pods may change images)."""
+        if not latest.image:
+            return False
+        try:
+            return rt.normalize_image(str(spec.get("image", ""))) != latest.image
+        except rt.ImagePullError:
+            return False
 
     def _node(self) -> Obj | None:
         node: Obj | None = self.registry.try_get(self.nodes_rt, "", self.node_name)
@@ -310,51 +317,6 @@ class Kubelet(starter.ContainerStarter):
         self.sandboxes[uid] = sb
         return sb
 
-    def _deadline_left(self, pod: Obj) -> float | None:
-        """Seconds left of ``activeDeadlineSeconds`` (None: no deadline or not started)."""
-        limit = (pod.get("spec") or {}).get("activeDeadlineSeconds")
-        start = (pod.get("status") or {}).get("startTime")
-        if limit is None or not start:
-            return None
-        begun = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-        return float(limit) - (self.now() - begun).total_seconds()
-
-    async def _deadline_exceeded(self, pod: Obj) -> None:
-        """Mirrors the kubelet's activeDeadlineHandler: kill, then phase Failed."""
-        message = "Pod was active on the node longer than the specified deadline"
-        await self.recorder.event(pod, events.WARNING, "DeadlineExceeded", message)
-        grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
-        uid = pod["metadata"]["uid"]
-        running = [
-            c
-            for c in await self.runtime.list_containers({rt.LABEL_POD_UID: uid})
-            if c.state == "running"
-        ]
-        specs = {c["name"]: c for c in (pod.get("spec") or {}).get("containers") or []}
-        await asyncio.gather(*(self._kill(pod, c, specs.get(c.name, {}), grace) for c in running))
-        sandbox = self.sandboxes.get(uid)
-        containers = await self.runtime.list_containers({rt.LABEL_POD_UID: uid})
-        state = self.runtime_state(pod, sandbox, containers)
-        now = self.now()
-
-        def mutate(fresh: Obj) -> Obj | None:
-            if fresh["metadata"].get("uid") != uid:
-                return None
-            st = podstatus.compute(fresh, state, now=now)
-            st.update(phase="Failed", reason="DeadlineExceeded", message=message)
-            fresh["status"] = st
-            return fresh
-
-        with contextlib.suppress(errors.NotFound):
-            await self.registry.guaranteed_update(
-                self.pods_rt,
-                pod["metadata"]["namespace"],
-                pod["metadata"]["name"],
-                mutate,
-                subresource="status",
-                field_manager="kubelet",
-            )
-
     async def _restart(
         self,
         pod: Obj,
@@ -388,178 +350,6 @@ class Kubelet(starter.ContainerStarter):
             return self.restart_backoff.remaining(key, finished) + 0.01
         self.restart_backoff.next(key, finished)
         return await self._start(pod, sandbox, c, tries, paths, init=init)
-
-    async def _forget(self, uid: str) -> None:
-        """The pod is gone from the API: kill what is left of it."""
-        sb = self.sandboxes.pop(uid, None)
-        if sb is None:
-            for s in await self.runtime.list_sandboxes({rt.LABEL_POD_UID: uid}):
-                sb = s
-        if sb is not None:
-            await self._remove_sandbox(sb, grace=0)
-        self.volumes.cleanup(uid)
-        self._drop_state(uid)
-
-    def _drop_state(self, uid: str) -> None:
-        self._checked.pop(uid, None)
-        self.waiting.pop(uid, None)
-        self.images.pop(uid, None)
-        self.restart_backoff.forget_prefix(uid + "/")
-        self.pull_backoff.forget_prefix(uid + "/")
-        for key in [k for k in self.trackers if k[0] == uid]:
-            del self.trackers[key]
-
-    async def _stop_all(self, pod: Obj, *, grace: float) -> None:
-        uid = pod["metadata"]["uid"]
-        for c in await self.runtime.list_containers({rt.LABEL_POD_UID: uid}):
-            if c.state == "running":
-                with contextlib.suppress(rt.ContainerRuntimeError):
-                    await self.runtime.stop_container(c.id, grace)
-
-    async def terminate(self, pod: Obj) -> None:
-        """Graceful termination, then delete the pod object (grace 0)."""
-        m = pod["metadata"]
-        uid = m["uid"]
-        grace = m.get("deletionGracePeriodSeconds")
-        if grace is None:
-            grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-        running = [
-            c
-            for c in await self.runtime.list_containers({rt.LABEL_POD_UID: uid})
-            if c.state == "running"
-        ]
-        specs = {
-            c["name"]: c
-            for c in list((pod.get("spec") or {}).get("containers") or [])
-            + list((pod.get("spec") or {}).get("initContainers") or [])
-        }
-        await asyncio.gather(
-            *(self._kill(pod, c, specs.get(c.name, {}), float(grace)) for c in running)
-        )
-        sb = self.sandboxes.pop(uid, None)
-        if sb is None:
-            found = await self.runtime.list_sandboxes({rt.LABEL_POD_UID: uid})
-            sb = found[0] if found else None
-        if sb is not None:
-            await self._remove_sandbox(sb, grace=0)
-        self.volumes.cleanup(uid)
-        self._drop_state(uid)
-        try:
-            await self.registry.delete(
-                self.pods_rt,
-                m["namespace"],
-                m["name"],
-                DeleteOptions(grace_period_seconds=0, preconditions={"uid": uid}),
-            )
-        except (errors.NotFound, errors.Conflict):
-            pass
-        self.pods.pop(uid, None)
-
-    async def _kill(
-        self, pod: Obj, c: rt.ContainerStatus, spec: Obj, grace: float, reason: str = ""
-    ) -> None:
-        self._acted.add(pod["metadata"]["uid"])
-        await self.recorder.event(
-            pod,
-            events.NORMAL,
-            "Killing",
-            reason or f"Stopping container {c.name}",
-            field_path=starter.field_path(c.name, False),
-        )
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        pre_stop = (spec.get("lifecycle") or {}).get("preStop")
-        if pre_stop and grace > 0:
-            ip = self.sandboxes[c.pod_uid].ip if c.pod_uid in self.sandboxes else ""
-            with contextlib.suppress(TimeoutError):
-                ok, msg = await asyncio.wait_for(
-                    probes.run(
-                        pre_stop,
-                        runtime=self.runtime,
-                        container_id=c.id,
-                        pod_ip=ip,
-                        container=spec,
-                        timeout=grace,
-                    ),
-                    grace,
-                )
-                if not ok:
-                    await self.recorder.event(
-                        pod,
-                        events.WARNING,
-                        "FailedPreStopHook",
-                        f"PreStopHook failed: {msg}",
-                        field_path=starter.field_path(c.name, False),
-                    )
-        left = max(0.0, grace - (loop.time() - start))
-        with contextlib.suppress(rt.ContainerRuntimeError):
-            await self.runtime.stop_container(c.id, left)
-
-    # --- probes ------------------------------------------------------------------------
-
-    async def _probe(
-        self, pod: Obj, sandbox: rt.SandboxStatus, c: Obj, latest: rt.ContainerStatus
-    ) -> float:
-        uid, name = pod["metadata"]["uid"], c["name"]
-        self.waiting.get(uid, {}).pop(name, None)
-        now = self.now()
-        started_at = latest.started_at or now
-        ts: dict[str, probes.ProbeTracker] = {}
-        for kind in probes.KINDS:
-            probe = c.get(probes.FIELD[kind])
-            if not probe:
-                continue
-            key = (uid, name, latest.id, kind)
-            if key not in self.trackers:
-                self.trackers[key] = probes.ProbeTracker(kind, probe, started_at)
-            ts[kind] = self.trackers[key]
-        started = ts["startup"].result if "startup" in ts else True
-        due = [
-            t
-            for k, t in ts.items()
-            if t.due(now) and (k == "startup" and not started or k != "startup" and started)
-        ]
-
-        async def one(t: probes.ProbeTracker) -> tuple[probes.ProbeTracker, bool, str]:
-            ok, msg = await probes.run(
-                t.probe,
-                runtime=self.runtime,
-                container_id=latest.id,
-                pod_ip=sandbox.ip,
-                container=c,
-                timeout=t.timeout,
-            )
-            return t, ok, msg
-
-        for t, ok, msg in await asyncio.gather(*(one(t) for t in due)):
-            before = t.result
-            t.record(ok, now, msg)
-            label = t.kind.capitalize()
-            if not ok:
-                await self.recorder.event(
-                    pod,
-                    events.WARNING,
-                    "Unhealthy",
-                    f"{label} probe failed: {msg}",
-                    field_path=starter.field_path(name, False),
-                )
-            threshold = max(1, int(t.probe.get("failureThreshold") or 3))
-            if (t.kind == "liveness" and before and not t.result) or (
-                t.kind == "startup" and not ok and t.failures >= threshold
-            ):
-                grace = t.probe.get("terminationGracePeriodSeconds")
-                if grace is None:
-                    grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-                await self._kill(
-                    pod,
-                    latest,
-                    c,
-                    float(grace),
-                    reason=f"Container {name} failed {t.kind} probe, will be restarted",
-                )
-                return 0.05
-        later = [(t.next_due() - self.now()).total_seconds() for t in ts.values()]
-        return max(0.05, min(later)) if later else self.resync
 
     # --- status -------------------------------------------------------------------------
 

@@ -244,12 +244,22 @@ def compute(pod: Obj, state: PodRuntimeState, *, now: datetime) -> Obj:
         p = previous.get(c["type"])
         same = p is not None and p.get("status") == c["status"] and p.get("lastTransitionTime")
         c["lastTransitionTime"] = p["lastTransitionTime"] if same and p else stamp
-    kept = [c for t, c in previous.items() if t == "PodScheduled"]
+    # The kubelet always reports PodScheduled=True (pods bound by nodeName too).
+    kept = [c for t, c in previous.items() if t == "PodScheduled" and c.get("status") == "True"]
+    if not kept:
+        kept = [
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": stamp,
+            }
+        ]
     kept_fields = ("nominatedNodeName", "resize") + (("reason", "message") if done else ())
     out: Obj = {
         **{k: v for k, v in old.items() if k in kept_fields},
         "phase": ph,
-        "conditions": kept + conds,
+        "conditions": conds + kept,
         "hostIP": state.host_ip,
         "hostIPs": [{"ip": state.host_ip}] if state.host_ip else [],
         "startTime": old.get("startTime") or state.start_time or stamp,

@@ -194,7 +194,7 @@ class VolumeManager:
         if "hostPath" in vol:
             return self._host_path(vol["hostPath"])
         plugin = next((k for k in vol if k != "name"), "emptyDir")
-        path = self.pod_dir(uid) / "volumes" / plugin / name
+        path: Path = self.pod_dir(uid) / "volumes" / str(plugin) / str(name)
         if plugin == "emptyDir":
             self._empty_dir(path, vol.get("emptyDir") or {})
         elif plugin in ("configMap", "secret", "downwardAPI", "projected"):

@@ -59,6 +59,7 @@ def test_nothing_started_is_pending_container_creating() -> None:
     assert st["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
     assert st["podIP"] == "10.1.0.5" and st["hostIP"] == "192.0.2.1"
     assert conds(st) == {
+        "PodScheduled": "True",
         "PodReadyToStartContainers": "True",
         "Initialized": "True",
         "Ready": "False",
@@ -156,7 +157,7 @@ def test_transition_times_are_kept_and_pod_scheduled_survives() -> None:
     p["status"] = first
     second = podstatus.compute(p, state, now=T0 + timedelta(minutes=5))
     assert second == first
-    assert second["conditions"][0] == {
+    assert second["conditions"][-1] == {
         "type": "PodScheduled",
         "status": "True",
         "lastTransitionTime": "x",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -468,3 +469,45 @@ async def test_run_loop_follows_the_api(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_image_change_restarts_container(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    await create(registry, pod_body("img", [c()], restartPolicy="Never"))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    before = (await sync(k, registry, "img"))["status"]["containerStatuses"][0]
+    pods = registry.catalog.get("", "v1", "pods")
+
+    def set_image(p: dict[str, Any]) -> dict[str, Any]:
+        p["spec"]["containers"][0]["image"] = "busybox:1.37"
+        return p
+
+    await registry.guaranteed_update(pods, "default", "img", set_image)
+    pod = await sync(k, registry, "img")
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["image"] == "busybox:1.37" and "running" in cs["state"]
+    assert cs["containerID"] != before["containerID"] and cs["restartCount"] == 1
+    ev = registry.catalog.get("", "v1", "events")
+    assert "Container app definition changed, will be restarted" in [
+        e["message"] for e in registry.list(ev, "default").items
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="tmpfs needs root")
+async def test_memory_empty_dir_is_tmpfs(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    vols = [{"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]
+    mounts = [{"name": "mem", "mountPath": "/mem"}]
+    await create(registry, pod_body("ram", [c(volumeMounts=mounts)], volumes=vols))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    pod = await sync(k, registry, "ram")
+    app = next(iter(runtime.containers.values()))
+    host = next(m.host_path for m in app.config.mounts if m.container_path == "/mem")
+    assert Path(host).is_mount()  # noqa: ASYNC240
+    assert os.statvfs(host).f_blocks * os.statvfs(host).f_frsize == 16 * 2**20
+    k.volumes.cleanup(pod["metadata"]["uid"])
+    assert not Path(host).exists()  # noqa: ASYNC240
