@@ -7,8 +7,9 @@ chain microkube made and nothing else.
 
 ``route_localnet``: NodePorts on 127.0.0.1 need
 ``net.ipv4.conf.all.route_localnet=1`` (the kernel otherwise refuses to route a
-127.0.0.1-sourced packet DNATed to a pod).  It is turned on only when a
-NodePort service exists and localhost NodePorts are enabled; the previous value
+127.0.0.1-sourced packet DNATed to a pod), and so does a backend on 127/8 (pods
+reaching an API server that listens on loopback only).  It is turned on only
+when one of those exists; the previous value
 is kept in ``<state_dir>/netproxy-route-localnet`` and restored on shutdown and
 reset.
 """
@@ -63,9 +64,8 @@ class Applier:
             self._state = None  # unknown kernel state: reload everything next time
             raise
         self._state = state
-        if self.cfg.localhost_nodeports and self.state_dir is not None:
-            if any(sp.node_port for sp in ports):
-                enable_route_localnet(self.state_dir)
+        if self.state_dir is not None and needs_route_localnet(self.cfg, ports):
+            enable_route_localnet(self.state_dir)
 
     def close(self) -> None:
         """Delete the table and restore route_localnet."""
@@ -75,6 +75,13 @@ class Applier:
             self._state = None
             if self.state_dir is not None:
                 restore_route_localnet(self.state_dir)
+
+
+def needs_route_localnet(cfg: rules.ProxyConfig, ports: list[ServicePort]) -> bool:
+    """Localhost NodePorts, or a backend on 127/8 (the API server bound to loopback)."""
+    if cfg.localhost_nodeports and any(sp.node_port for sp in ports):
+        return True
+    return any(b.ip.startswith("127.") for sp in ports for b in sp.backends)
 
 
 def enable_route_localnet(state_dir: Path) -> None:

@@ -5,17 +5,20 @@ an in-memory copy of the objects and marks the proxier dirty; a single loop
 then waits :data:`DEBOUNCE` seconds (so a burst of endpoint changes becomes one
 transaction), rebuilds the whole model and loads it if it changed.  ``nft``
 runs in a worker thread so the event loop never blocks.  A failed load is
-retried after :data:`RETRY` seconds with a full reload.
+retried after :data:`RETRY` seconds with a full reload.  After each load the
+pod bridge's ports get hairpin mode (see :mod:`.hairpin`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Any
 
-from microkube.netproxy import apply, model, rules
+from microkube.netproxy import apply, hairpin, model, rules
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +28,10 @@ RETRY = 1.0
 
 
 class Proxier:
-    def __init__(self, reg: Any, applier: apply.Applier) -> None:
+    def __init__(self, reg: Any, applier: apply.Applier, *, settings: Any = None) -> None:
         self.reg = reg
         self.applier = applier
+        self.settings = settings
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
             "Service": {},
             "EndpointSlice": {},
@@ -68,6 +72,12 @@ class Proxier:
                 log.exception("proxier: %s watch failed; restarting", kind)
                 await asyncio.sleep(RETRY)
 
+    def _load(self, ports: list[model.ServicePort]) -> None:
+        self.applier.sync(ports)
+        if self.settings is not None:
+            net = ipaddress.ip_network(self.settings.network.pod_cidr, strict=False)
+            hairpin.enable_for_gateway(str(net.network_address + 1))
+
     async def run(self) -> None:
         cat = self.reg.catalog
         watches = [
@@ -85,11 +95,13 @@ class Proxier:
                     list(self._objects["Service"].values()),
                     list(self._objects["EndpointSlice"].values()),
                 )
+                if self.settings is not None:
+                    ports = localize_api(ports, self.settings)
                 if ports == self._loaded:
                     self.synced.set()
                     continue
                 try:
-                    await asyncio.to_thread(self.applier.sync, ports)
+                    await asyncio.to_thread(self._load, ports)
                 except Exception as exc:  # noqa: BLE001 - keep serving the old rules
                     log.error("proxier: loading rules failed: %s", exc)
                     self._loaded = None
@@ -103,6 +115,27 @@ class Proxier:
             await asyncio.gather(*watches, return_exceptions=True)
 
 
+def localize_api(ports: list[model.ServicePort], settings: Any) -> list[model.ServicePort]:
+    """Point the ``kubernetes`` Service at 127.0.0.1 when the API server listens there only.
+
+    Its Endpoints carry the node address (Endpoints may not hold loopback
+    addresses), which a loopback-bound API server does not answer on; DNAT to
+    127.0.0.1 instead (with route_localnet, see :mod:`.apply`).
+    """
+    bind = settings.api.bind_address
+    if not (bind.startswith("127.") or bind == "localhost"):
+        return ports
+    out = []
+    for sp in ports:
+        if (sp.namespace, sp.name) == ("default", "kubernetes"):
+            backends = tuple(
+                model.Backend(bind, b.port) for b in sp.backends if b.port == settings.api.port
+            )
+            sp = dataclasses.replace(sp, backends=backends or sp.backends)
+        out.append(sp)
+    return out
+
+
 def config_for(settings: Any) -> rules.ProxyConfig:
     return rules.ProxyConfig(
         table=rules.table_name(settings.instance),
@@ -114,7 +147,7 @@ async def run(reg: Any, settings: Any) -> None:
     """Proxy until cancelled, then delete the table."""
     applier = apply.Applier(config_for(settings), state_dir=Path(settings.state_dir))
     try:
-        await Proxier(reg, applier).run()
+        await Proxier(reg, applier, settings=settings).run()
     finally:
         try:
             await asyncio.shield(asyncio.to_thread(applier.close))

@@ -187,12 +187,13 @@ def render(cfg: ProxyConfig, ports: list[ServicePort], previous: State | None) -
         rule(chain, noep)
     rule("filter-input", noep_local)
     rule("filter-output", noep_local)
-    if cfg.localhost_nodeports:
-        rule(
-            "filter-input",
-            'iifname != "lo" ip daddr 127.0.0.0/8 ct state != { established, related } '
-            "ct status != dnat drop",
-        )
+    # With route_localnet on, only DNATed traffic may reach 127/8 from outside (kube-proxy).
+    # (``ct status != dnat`` would compare the whole bitmask: test the bit.)
+    rule(
+        "filter-input",
+        'iifname != "lo" ip daddr 127.0.0.0/8 ct state != { established, related } '
+        "ct status & dnat == 0 drop",
+    )
     for name, rules in chains:
         for r in rules:
             rule(name, r)

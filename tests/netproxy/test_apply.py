@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from microkube.controllers.endpointset import node_address
-from microkube.netproxy import apply, model, rules
+from microkube.netproxy import apply, model, proxier, rules
+from microkube.settings import Settings
 from tests.netproxy.conftest import PodNet, need_nft
 
 
@@ -156,4 +157,62 @@ def test_node_ports_on_node_address_and_localhost(
         assert get("127.0.0.1", port) == "pod0"
     finally:
         a.close()
+    assert apply.ROUTE_LOCALNET.read_text() == before
+
+
+def test_loopback_api_reachable_from_pods(table: str, pods: list[PodNet], tmp_path: Path) -> None:
+    """The API server on 127.0.0.1 only: pods reach it through the kubernetes ClusterIP."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"api")
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    api_port = httpd.server_address[1]
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    ip = vip()
+    node_ip = node_address()
+    before = apply.ROUTE_LOCALNET.read_text()
+    settings = Settings(state_dir=tmp_path)
+    settings.api.bind_address, settings.api.port = "127.0.0.1", api_port
+    kube = svc("kubernetes", ip, port=443)
+    kube["spec"]["ports"][0]["name"] = "https"
+    sl = {
+        "metadata": {
+            "namespace": "default",
+            "name": "kubernetes",
+            "labels": {"kubernetes.io/service-name": "kubernetes"},
+        },
+        "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [node_ip], "conditions": {"ready": True}}],
+    }
+    a = apply.Applier(rules.ProxyConfig(table), state_dir=tmp_path)
+    try:
+        a.sync(proxier.localize_api(model.build([kube], [sl]), settings))
+        out = pods[0].run(
+            "python3",
+            "-c",
+            f"import urllib.request as u; print(u.urlopen('http://{ip}:443/', timeout=3).read().decode())",
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "api"
+        # Without DNAT, 127/8 stays unreachable from the pod.
+        out = pods[0].run(
+            "python3",
+            "-c",
+            f"import socket; s=socket.socket(); s.settimeout(1); s.connect(('127.0.0.1', {api_port}))",
+        )
+        assert out.returncode != 0
+    finally:
+        a.close()
+        httpd.shutdown()
+        httpd.server_close()
     assert apply.ROUTE_LOCALNET.read_text() == before

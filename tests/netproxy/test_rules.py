@@ -153,3 +153,15 @@ def test_table_name() -> None:
     assert rules.table_name("microkube") == "microkube"
     assert rules.table_name("mk-12.3") == "mk_12_3"
     assert rules.table_name("1x") == "mk_1x"
+
+
+def test_hairpin_enable_on_bridge_ports(tmp_path) -> None:
+    from microkube.netproxy import hairpin
+
+    for port, value in (("veth1", "0"), ("veth2", "1")):
+        d = tmp_path / "br0" / "brif" / port
+        d.mkdir(parents=True)
+        (d / "hairpin_mode").write_text(value + "\n")
+    assert hairpin.enable("br0", sys_net=tmp_path) == 1
+    assert (tmp_path / "br0/brif/veth1/hairpin_mode").read_text().strip() == "1"
+    assert hairpin.enable("missing", sys_net=tmp_path) == 0

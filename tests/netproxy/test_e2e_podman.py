@@ -1,0 +1,255 @@
+"""End to end with real Podman: cluster DNS and the service proxy seen from pods and the host.
+
+One ``microkube serve`` (unique instance, random pod and service CIDRs so that
+no other instance's ClusterIPs or DNS address collide).  What happens inside
+pods is observed through readiness probes: the client pod only becomes Ready
+when ``wget http://web.default.svc.cluster.local/`` returns a web pod's page,
+which needs the DNS server, the kube-dns Service DNAT, the endpoints
+controller (named targetPort) and the proxy's ClusterIP DNAT all working.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from microkube.controllers.endpointset import node_address
+from tests.support import images
+from tests.support.server import Kubectl, Server, kubectl_binary
+
+pytestmark = [
+    pytest.mark.podman,
+    pytest.mark.skipif(not images.busybox_available(), reason="podman or busybox missing"),
+    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
+    pytest.mark.timeout(240),
+]
+IMAGE = images.BUSYBOX_IMAGE
+R = random.randint(1, 254)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    images.busybox_image()
+    base = tmp_path_factory.mktemp("e2e")
+    args = ["--no-registry", "--pod-cidr", f"10.217.{R}.0/24", "--service-cidr", f"10.218.{R}.0/24"]
+    srv = Server(base / "state", extra_args=args)
+    srv.start(timeout=60)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "microkube",
+                "reset",
+                "--state-dir",
+                str(srv.state_dir),
+                "--instance",
+                srv.instance,
+            ],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        assert f"ip {srv.instance}\n" not in tables + "\n"
+
+
+@pytest.fixture(scope="module")
+def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    d = tmp_path_factory.mktemp("kc")
+    binary = kubectl_binary("1.32")
+    assert binary is not None
+    return Kubectl(binary, server.kubeconfig(d), d / "home")
+
+
+def apply(kubectl: Kubectl, *objs: dict[str, Any]) -> None:
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
+
+
+def get(kubectl: Kubectl, kind: str, name: str, ns: str = "default") -> dict[str, Any]:
+    return dict(json.loads(kubectl("get", kind, name, "-n", ns, "-o", "json").stdout))
+
+
+def eventually(fn: Callable[[], Any], what: str, timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - keep polling
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: {last!r}")
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in pod.get("status", {}).get("conditions", [])
+    )
+
+
+def probe(cmd: str) -> dict[str, Any]:
+    return {
+        "exec": {"command": ["sh", "-c", cmd]},
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+        "timeoutSeconds": 5,
+    }
+
+
+# busybox's own resolver (the static binary's libc getaddrinfo crashes without NSS modules).
+RESOLVE = "resolve() { nslookup $1 | awk '/^Address: /{print $2}' | tail -1; }; "
+GET = RESOLVE + "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2"
+
+
+def web_pod(
+    name: str,
+    probe_cmd: str = "wget -q -O- http://127.0.0.1:8080/",
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {"app": "web"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "web",
+                    "image": IMAGE,
+                    "command": [
+                        "sh",
+                        "-c",
+                        f"mkdir -p /www; echo {name} > /www/index.html; exec httpd -f -p 8080 -h /www",
+                    ],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": probe(probe_cmd),
+                }
+            ],
+        },
+    }
+
+
+def test_dns_and_service_proxy_from_pods_and_host(kubectl: Kubectl, server: Server) -> None:
+    apply(
+        kubectl,
+        web_pod("web-a"),
+        web_pod("web-b"),
+        # Reaches itself through its own Service (hairpin); published while not ready.
+        web_pod(
+            "self",
+            f"{GET} $(resolve self.default.svc.cluster.local) 80 | grep -q self",
+            {"app": "self"},
+        ),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "self"},
+            "spec": {
+                "selector": {"app": "self"},
+                "publishNotReadyAddresses": True,
+                "ports": [{"port": 80, "targetPort": 8080}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {
+                "type": "NodePort",
+                "selector": {"app": "web"},
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "client"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": IMAGE,
+                        "command": ["sleep", "3600"],
+                        "readinessProbe": probe(
+                            f"{GET} $(resolve web.default.svc.cluster.local) 80 | grep -q web- && "
+                            "nc -w 2 $(resolve kubernetes.default.svc.cluster.local) 443 </dev/null"
+                        ),
+                    }
+                ],
+            },
+        },
+    )
+    for name in ("web-a", "web-b"):
+        eventually(lambda n=name: ready(get(kubectl, "pod", n)), f"{name} ready")
+    eventually(
+        lambda: ready(get(kubectl, "pod", "client")), "client reaches web via DNS + ClusterIP"
+    )
+
+    svc = get(kubectl, "service", "web")
+    cluster_ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
+    ep = get(kubectl, "endpoints", "web")
+    assert sorted(a["ip"] for a in ep["subsets"][0]["addresses"]) == sorted(
+        get(kubectl, "pod", n)["status"]["podIP"] for n in ("web-a", "web-b")
+    )
+    assert ep["subsets"][0]["ports"][0]["port"] == 8080
+
+    def fetch(host: str, port: int) -> str:
+        with urllib.request.urlopen(f"http://{host}:{port}/", timeout=3) as r:
+            return r.read().decode().strip()
+
+    # From the host: ClusterIP, NodePort on the node address and on 127.0.0.1, both pods used.
+    seen = {eventually(lambda: fetch(cluster_ip, 80), "ClusterIP from host") for _ in range(20)}
+    assert seen == {"web-a", "web-b"}
+    assert fetch(node_address(), node_port) in ("web-a", "web-b")
+    assert fetch("127.0.0.1", node_port) in ("web-a", "web-b")
+
+    # The DNS server answers on the pod gateway, also for the host.
+    import dnslib
+
+    gateway = f"10.217.{R}.1"
+    q = dnslib.DNSRecord.question("web.default.svc.cluster.local")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(q.pack(), (gateway, 53))
+        reply = dnslib.DNSRecord.parse(s.recv(4096))
+    assert [str(r.rdata) for r in reply.rr] == [cluster_ip]
+
+    # No endpoints (once terminating pods are gone: until then they still serve, as
+    # kube-proxy does): connection refused at once, not a timeout.
+    kubectl("delete", "pod", "web-a", "web-b", "--wait=false")
+
+    def refused() -> bool:
+        try:
+            socket.create_connection((cluster_ip, 80), timeout=3).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    eventually(refused, "connection refused without endpoints")
+    start = time.monotonic()
+    assert refused() and time.monotonic() - start < 1
+
+
+def test_reset_removes_table(server: Server) -> None:
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"table ip {server.instance}" in tables
+    assert Path(server.state_dir).exists()
