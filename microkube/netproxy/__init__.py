@@ -12,7 +12,7 @@ from typing import Any
 
 
 def cleanup(settings: Any) -> None:
-    """Delete the instance's nft table and restore route_localnet."""
+    """Delete the instance's nft table."""
     from microkube.netproxy import apply
 
     apply.cleanup(settings)

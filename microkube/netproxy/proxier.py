@@ -15,7 +15,6 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
-from pathlib import Path
 from typing import Any
 
 from microkube.netproxy import apply, hairpin, model, rules
@@ -145,7 +144,7 @@ def config_for(settings: Any) -> rules.ProxyConfig:
 
 async def run(reg: Any, settings: Any) -> None:
     """Proxy until cancelled, then delete the table."""
-    applier = apply.Applier(config_for(settings), state_dir=Path(settings.state_dir))
+    applier = apply.Applier(config_for(settings), localnet_cidrs=(settings.network.pod_cidr,))
     try:
         await Proxier(reg, applier, settings=settings).run()
     finally:

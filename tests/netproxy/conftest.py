@@ -60,7 +60,12 @@ class PodNet:
     name: str
     ip: str
     host_ip: str
+    host_if: str
     proc: subprocess.Popen[bytes]
+
+    @property
+    def cidr(self) -> str:
+        return self.host_ip.rsplit(".", 1)[0] + ".0/24"
 
     def run(self, *cmd: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -105,7 +110,7 @@ def pods() -> Iterator[list[PodNet]]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            made.append(PodNet(name, f"{subnet}.2", f"{subnet}.1", proc))
+            made.append(PodNet(name, f"{subnet}.2", f"{subnet}.1", host_if, proc))
         for p in made:
             for _ in range(100):
                 if p.run(sys.executable, "-c", _PROBE).returncode == 0:

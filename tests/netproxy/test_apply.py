@@ -38,6 +38,13 @@ def table() -> Iterator[str]:
         )
 
 
+ALL_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
+
+
+def localnet_of(dev: str) -> str:
+    return Path(f"/proc/sys/net/ipv4/conf/{dev}/route_localnet").read_text().strip()
+
+
 def svc(name: str, ip: str, *, port: int = 80, node_port: int = 0, **spec: Any) -> dict[str, Any]:
     p: dict[str, Any] = {"name": "http", "port": port, "protocol": "TCP"}
     if node_port:
@@ -148,16 +155,17 @@ def test_node_ports_on_node_address_and_localhost(
     table: str, pods: list[PodNet], tmp_path: Path
 ) -> None:
     ip, port = vip(), free_node_port()
-    before = apply.ROUTE_LOCALNET.read_text()
-    a = apply.Applier(rules.ProxyConfig(table), state_dir=tmp_path)
+    before = ALL_LOCALNET.read_text()
+    a = apply.Applier(rules.ProxyConfig(table), localnet_cidrs=(pods[0].cidr,))
     try:
         a.sync(model.build([svc("np", ip, node_port=port)], [eslice("np", [pods[0].ip])]))
         assert get(node_address(), port) == "pod0"
-        assert apply.ROUTE_LOCALNET.read_text().strip() == "1"
+        # route_localnet only on the pod network's interface, never host-wide.
+        assert localnet_of(pods[0].host_if) == "1" and localnet_of(pods[1].host_if) == "0"
+        assert ALL_LOCALNET.read_text() == before
         assert get("127.0.0.1", port) == "pod0"
     finally:
         a.close()
-    assert apply.ROUTE_LOCALNET.read_text() == before
 
 
 def test_loopback_api_reachable_from_pods(table: str, pods: list[PodNet], tmp_path: Path) -> None:
@@ -180,7 +188,7 @@ def test_loopback_api_reachable_from_pods(table: str, pods: list[PodNet], tmp_pa
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     ip = vip()
     node_ip = node_address()
-    before = apply.ROUTE_LOCALNET.read_text()
+    before = ALL_LOCALNET.read_text()
     settings = Settings(state_dir=tmp_path)
     settings.api.bind_address, settings.api.port = "127.0.0.1", api_port
     kube = svc("kubernetes", ip, port=443)
@@ -194,7 +202,7 @@ def test_loopback_api_reachable_from_pods(table: str, pods: list[PodNet], tmp_pa
         "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
         "endpoints": [{"addresses": [node_ip], "conditions": {"ready": True}}],
     }
-    a = apply.Applier(rules.ProxyConfig(table), state_dir=tmp_path)
+    a = apply.Applier(rules.ProxyConfig(table), localnet_cidrs=(pods[0].cidr,))
     try:
         a.sync(proxier.localize_api(model.build([kube], [sl]), settings))
         out = pods[0].run(
@@ -215,4 +223,4 @@ def test_loopback_api_reachable_from_pods(table: str, pods: list[PodNet], tmp_pa
         a.close()
         httpd.shutdown()
         httpd.server_close()
-    assert apply.ROUTE_LOCALNET.read_text() == before
+    assert ALL_LOCALNET.read_text() == before

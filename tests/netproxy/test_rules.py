@@ -165,3 +165,16 @@ def test_hairpin_enable_on_bridge_ports(tmp_path) -> None:
     assert hairpin.enable("br0", sys_net=tmp_path) == 1
     assert (tmp_path / "br0/brif/veth1/hairpin_mode").read_text().strip() == "1"
     assert hairpin.enable("missing", sys_net=tmp_path) == 0
+
+
+def test_localnet_devices_ignore_default_route() -> None:
+    from microkube.netproxy import localnet
+
+    routes = [
+        {"dst": "default", "gateway": "192.0.2.1", "dev": "eth0"},
+        {"dst": "192.0.2.0/24", "dev": "eth0"},
+        {"dst": "10.1.0.0/16", "dev": "podman3"},
+        {"dst": "10.1.7.0/24", "dev": "extra"},
+    ]
+    assert localnet.devices_routing(("10.1.0.0/16",), routes) == {"podman3", "extra"}
+    assert localnet.devices_routing(("10.9.0.0/16",), routes) == set()
