@@ -116,6 +116,14 @@ class ClusterCache:
                 if ep.ready:
                     self.by_endpoint_ip[ep.ip] = (ns, name, ep.hostname)
 
+    def keys(self, kind: str) -> set[tuple[str, str]]:
+        """(namespace, name) of the cached objects of ``kind``."""
+        if kind == "Service":
+            return set(self.services)
+        if kind == "EndpointSlice":
+            return set(self._slices)
+        return {("", n) for n in self.namespaces}
+
     # --- queries ------------------------------------------------------------
 
     def ready_endpoints(self, namespace: str, name: str) -> list[Endpoint]:
@@ -149,6 +157,10 @@ def _slice_service(namespace: str, sl: Obj) -> tuple[str, str] | None:
     return (namespace, name) if name else None
 
 
+def _stub(key: tuple[str, str]) -> Obj:
+    return {"metadata": {"namespace": key[0], "name": key[1]}}
+
+
 async def follow(reg: Any, cache: ClusterCache, *, ready: asyncio.Event | None = None) -> None:
     """Feed ``cache`` from registry watches of services, slices and namespaces (forever)."""
     cat = reg.catalog
@@ -161,11 +173,19 @@ async def follow(reg: Any, cache: ClusterCache, *, ready: asyncio.Event | None =
 
     async def one(kind: str, rt: Any, done: asyncio.Event) -> None:
         while True:
+            listed: set[tuple[str, str]] | None = set()
             try:
                 async for etype, obj in reg.watch(rt, None, resource_version=""):
                     if etype == "INITIAL-END":
+                        # A restarted watch re-lists: drop what was deleted meanwhile.
+                        for key in cache.keys(kind) - (listed or set()):
+                            cache.apply(kind, "DELETED", _stub(key))
+                        listed = None
                         done.set()
                     elif etype in ("ADDED", "MODIFIED", "DELETED"):
+                        if listed is not None:
+                            m = obj.get("metadata") or {}
+                            listed.add((m.get("namespace", ""), m.get("name", "")))
                         cache.apply(kind, etype, obj)
             except asyncio.CancelledError:
                 raise

@@ -92,3 +92,48 @@ async def test_serves_registry_objects_and_publishes_kube_dns(
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+
+
+async def test_cache_forgets_objects_deleted_while_the_watch_was_down() -> None:
+    from microkube.dns.cache import ClusterCache, follow
+
+    def svc(name: str) -> dict[str, Any]:
+        return {
+            "metadata": {"namespace": "default", "name": name},
+            "spec": {"clusterIP": "10.152.183.9"},
+        }
+
+    class FakeReg:
+        """Services watch: lists a and b, breaks, then lists only a."""
+
+        class catalog:  # noqa: N801 - mimics Registry.catalog
+            @staticmethod
+            def get(group: str, version: str, plural: str) -> str:
+                return plural
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def watch(self, rt: str, ns: None, *, resource_version: str) -> Any:
+            if rt == "services":
+                self.calls += 1
+                for name in ("a", "b") if self.calls == 1 else ("a",):
+                    yield "ADDED", svc(name)
+            yield "INITIAL-END", {}
+            if rt == "services" and self.calls == 1:
+                raise RuntimeError("watch broke")
+            await asyncio.Event().wait()
+
+    cache = ClusterCache()
+    reg = FakeReg()
+    task = asyncio.create_task(follow(reg, cache))
+    try:
+        for _ in range(300):
+            if reg.calls >= 2 and cache.keys("Service") == {("default", "a")}:
+                break
+            await asyncio.sleep(0.01)
+        assert cache.keys("Service") == {("default", "a")}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -112,3 +112,10 @@ def test_cache_follows_updates_and_deletes() -> None:
     c.apply("Service", "DELETED", {"metadata": {"namespace": "default", "name": "web"}})
     assert res.resolve("web.default.svc.cluster.local.", "A").rcode == "NXDOMAIN"  # type: ignore[union-attr]
     assert res.resolve("20.183.152.10.in-addr.arpa.", "PTR").rcode == "NXDOMAIN"  # type: ignore[union-attr]
+
+
+def test_cache_keys_per_kind() -> None:
+    c = populated()
+    assert ("default", "web") in c.keys("Service")
+    assert c.keys("EndpointSlice") == {("default", "db-abc")}
+    assert c.keys("Namespace") == {("", "default"), ("", "empty")}
