@@ -82,6 +82,7 @@ async def start(cluster: Any) -> None:
         node_name=settings.kubelet.node_name,
         state_dir=settings.state_dir,
         network=name,
+        network_cidr=(cidr, gateway),
         dns_ip=containerspec.dns_service_ip(settings.network.service_cidr),
         cluster_domain=settings.network.cluster_domain,
         node_ip=ip,

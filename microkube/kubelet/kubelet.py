@@ -62,6 +62,7 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
         node_name: str,
         state_dir: Path,
         network: str = "",
+        network_cidr: tuple[str, str] | None = None,
         dns_ip: str = "10.152.183.10",
         cluster_domain: str = "cluster.local",
         node_ip: str = "127.0.0.1",
@@ -75,6 +76,8 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
         self.runtime = runtime
         self.node_name = node_name
         self.network = network
+        self.network_cidr = network_cidr
+        """(cidr, gateway) to re-create the pod network with if it disappears."""
         self.dns_ip = dns_ip
         self.cluster_domain = cluster_domain
         self.node_ip = node_ip
@@ -144,6 +147,9 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
                 delay = await self.sync_pod(uid)
             except asyncio.CancelledError:
                 raise
+            except rt.ContainerRuntimeError as exc:
+                log.warning("sync of pod %s failed: %s", uid, exc)
+                delay = 2.0
             except Exception:  # noqa: BLE001 - retry the pod later
                 log.exception("sync of pod %s failed", uid)
                 delay = 2.0
@@ -312,7 +318,19 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
             cfg = containerspec.sandbox_config(
                 pod, network=self.network, dns_ip=self.dns_ip, cluster_domain=self.cluster_domain
             )
-            sb = await self.runtime.create_pod_sandbox(cfg)
+            try:
+                sb = await self.runtime.create_pod_sandbox(cfg)
+            except rt.ContainerRuntimeError as exc:
+                await self.recorder.event(
+                    pod,
+                    events.WARNING,
+                    "FailedCreatePodSandBox",
+                    f"Failed to create pod sandbox: {exc}",
+                )
+                if "network" in str(exc) and self.network and self.network_cidr:
+                    # Someone removed the pod network: make it again for the retry.
+                    await self.runtime.ensure_network(self.network, *self.network_cidr)
+                raise
             self._checked[uid] = now
         self.sandboxes[uid] = sb
         return sb

@@ -511,3 +511,20 @@ async def test_memory_empty_dir_is_tmpfs(
     assert os.statvfs(host).f_blocks * os.statvfs(host).f_frsize == 16 * 2**20
     k.volumes.cleanup(pod["metadata"]["uid"])
     assert not Path(host).exists()  # noqa: ASYNC240
+
+
+async def test_lost_pod_network_is_recreated(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    from microkube.kubelet import runtime as rt
+
+    await runtime.remove_network(NET)
+    await create(registry, pod_body("netless", [c()]))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    k.network_cidr = ("10.214.7.0/24", "10.214.7.1")
+    await k.adopt()
+    with pytest.raises(rt.ContainerRuntimeError):
+        await sync(k, registry, "netless")
+    assert "FailedCreatePodSandBox" in reasons(registry, "netless")
+    pod = await sync(k, registry, "netless")
+    assert pod["status"]["phase"] == "Running"
