@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 from typing import Any
 
@@ -106,13 +107,14 @@ async def run(
             reverse_cidrs=(settings.network.service_cidr, settings.network.pod_cidr),
         )
         server = DnsServer(resolver, host=host, port=port)
-        while True:
+        for attempt in itertools.count():
             try:
                 await server.start(freebind=True)
                 break
             except OSError as exc:
-                log.warning("dns: cannot listen on %s:%d (%s); retrying", host, port, exc)
-                await asyncio.sleep(2)
+                level = logging.WARNING if attempt == 0 else logging.DEBUG
+                log.log(level, "dns: cannot listen on %s:%d (%s); retrying", host, port, exc)
+                await asyncio.sleep(min(2.0 * (attempt + 1), 30.0))
         await ensure_service(reg, settings, host, server.port)
         if started is not None:
             started.set()

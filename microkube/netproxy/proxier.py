@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 DEBOUNCE = 0.05
 """Seconds between the first change and the load (bounded latency ≤ 100 ms)."""
 RETRY = 1.0
+"""Seconds before the first retry of a failed load; doubles up to :data:`MAX_RETRY`."""
+MAX_RETRY = 30.0
 
 
 class Proxier:
@@ -85,6 +87,7 @@ class Proxier:
                 self._watch("EndpointSlice", cat.get("discovery.k8s.io", "v1", "endpointslices"))
             ),
         ]
+        failures = 0
         try:
             while True:
                 await self._dirty.wait()
@@ -102,10 +105,20 @@ class Proxier:
                 try:
                     await asyncio.to_thread(self._load, ports)
                 except Exception as exc:  # noqa: BLE001 - keep serving the old rules
-                    log.error("proxier: loading rules failed: %s", exc)
+                    failures += 1
+                    delay = min(RETRY * 2 ** (failures - 1), MAX_RETRY)
+                    log.log(
+                        logging.ERROR if failures == 1 else logging.DEBUG,
+                        "proxier: loading rules failed (retrying in %.0f s): %s",
+                        delay,
+                        exc,
+                    )
                     self._loaded = None
-                    asyncio.get_running_loop().call_later(RETRY, self._dirty.set)
+                    asyncio.get_running_loop().call_later(delay, self._dirty.set)
                     continue
+                if failures:
+                    log.info("proxier: rules loaded after %d failed attempts", failures)
+                failures = 0
                 self._loaded = ports
                 self.synced.set()
         finally:
