@@ -6,7 +6,8 @@ then waits :data:`DEBOUNCE` seconds (so a burst of endpoint changes becomes one
 transaction), rebuilds the whole model and loads it if it changed.  ``nft``
 runs in a worker thread so the event loop never blocks.  A failed load is
 retried after :data:`RETRY` seconds with a full reload.  After each load the
-pod bridge's ports get hairpin mode (see :mod:`.hairpin`).
+pod bridge's ports get hairpin mode (see :mod:`.hairpin`) and stale UDP conntrack
+entries are deleted (see :mod:`.conntrack`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import ipaddress
 import logging
 from typing import Any
 
-from microkube.netproxy import apply, hairpin, model, rules
+from microkube.netproxy import apply, conntrack, hairpin, model, rules
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class Proxier:
         }
         self._dirty = asyncio.Event()
         self._loaded: list[model.ServicePort] | None = None
+        #: What the kernel last got (unlike ``_loaded``, kept across failures).
+        self._applied: list[model.ServicePort] = []
         #: Set after each successful load (tests wait on it).
         self.synced = asyncio.Event()
 
@@ -75,6 +78,8 @@ class Proxier:
 
     def _load(self, ports: list[model.ServicePort]) -> None:
         self.applier.sync(ports)
+        conntrack.cleanup(self._applied, ports)
+        self._applied = ports
         if self.settings is not None:
             net = ipaddress.ip_network(self.settings.network.pod_cidr, strict=False)
             hairpin.enable_for_gateway(str(net.network_address + 1))

@@ -51,6 +51,15 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
         self.wfile.write(body)
     def log_message(self, *a): pass
+def udp():
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 8081))
+    while True:
+        _, addr = s.recvfrom(100)
+        s.sendto(sys.argv[1].encode(), addr)
+import threading
+threading.Thread(target=udp, daemon=True).start()
 http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
 """
 
@@ -82,7 +91,7 @@ def _sh(*cmd: str) -> None:
 
 @pytest.fixture
 def pods() -> Iterator[list[PodNet]]:
-    """Two network namespaces, each an HTTP server on :8080 answering its own name."""
+    """Two network namespaces, each answering its own name over HTTP :8080 and UDP :8081."""
     need_nft()
     tag = f"{os.getpid() % 1000:03d}{random.randint(0, 99):02d}"
     made: list[PodNet] = []

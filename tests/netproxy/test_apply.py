@@ -224,3 +224,31 @@ def test_loopback_api_reachable_from_pods(table: str, pods: list[PodNet], tmp_pa
         httpd.shutdown()
         httpd.server_close()
     assert ALL_LOCALNET.read_text() == before
+
+
+def test_udp_conntrack_follows_endpoint_changes(table: str, pods: list[PodNet]) -> None:
+    """A UDP client keeping its socket is moved off a removed endpoint."""
+    from microkube.netproxy import conntrack
+
+    ip = vip()
+    udp_svc = svc("dns", ip, port=53)
+    udp_svc["spec"]["ports"][0].update(protocol="UDP", name="dns")
+
+    def udp_slice(pod: PodNet) -> dict[str, Any]:
+        sl = eslice("dns", [pod.ip])
+        sl["ports"] = [{"name": "dns", "port": 8081, "protocol": "UDP"}]
+        return sl
+
+    a = apply.Applier(rules.ProxyConfig(table))
+    first = model.build([udp_svc], [udp_slice(pods[0])])
+    a.sync(first)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.connect((ip, 53))
+        s.send(b"?")
+        assert s.recv(100) == b"pod0"
+        second = model.build([udp_svc], [udp_slice(pods[1])])
+        a.sync(second)
+        assert conntrack.cleanup(first, second) == 1
+        s.send(b"?")
+        assert s.recv(100) == b"pod1"

@@ -178,3 +178,41 @@ def test_localnet_devices_ignore_default_route() -> None:
     ]
     assert localnet.devices_routing(("10.1.0.0/16",), routes) == {"podman3", "extra"}
     assert localnet.devices_routing(("10.9.0.0/16",), routes) == set()
+
+
+def test_conntrack_filters_for_udp_only() -> None:
+    from microkube.netproxy import conntrack
+
+    def udp(name: str, **spec: Any) -> dict[str, Any]:
+        return svc(
+            name, ports=[{"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}], **spec
+        )
+
+    def udp_slice(name: str, ips: list[str]) -> dict[str, Any]:
+        return eslice(
+            name, [ep(i) for i in ips], ports=[{"name": "dns", "port": 5353, "protocol": "UDP"}]
+        )
+
+    old = model.build(
+        [udp("d", type="NodePort"), svc("t")],
+        [udp_slice("d", ["10.1.0.5", "10.1.0.6"]), eslice("t", [ep("10.1.0.7")])],
+    )
+    new = model.build([udp("d", type="NodePort"), svc("t")], [udp_slice("d", ["10.1.0.6"])])
+    assert conntrack.stale_filters(old, new) == [
+        [
+            "-p",
+            "udp",
+            "--orig-dst",
+            "10.152.183.20",
+            "--orig-port-dst",
+            "53",
+            "--reply-src",
+            "10.1.0.5",
+        ],
+        ["-p", "udp", "--orig-port-dst", "30053", "--reply-src", "10.1.0.5"],
+    ]
+    # A UDP service getting its first endpoint forgets the rejected flows.
+    empty = model.build([udp("d")], [])
+    assert conntrack.stale_filters(
+        empty, model.build([udp("d")], [udp_slice("d", ["10.1.0.6"])])
+    ) == [["-p", "udp", "--orig-dst", "10.152.183.20", "--orig-port-dst", "53"]]
