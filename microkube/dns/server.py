@@ -6,12 +6,11 @@ Only this package imports dnslib.  Each query goes::
         ─► Resolver.resolve (cluster zone, cluster reverse zones) ─► authoritative reply
         └► not ours ─► TTL cache ─► upstream resolvers (UDP, TCP on truncation)
 
-Upstreams come from ``/run/systemd/resolve/resolv.conf`` when present (the real
-servers behind systemd-resolved) else ``/etc/resolv.conf``; loopback stub
-addresses such as 127.0.0.53 and our own address are skipped, since forwarding
-to them would loop.  Forwarded answers are cached for their smallest TTL
-(capped at :data:`MAX_CACHE_TTL`); a cache hit reuses the stored bytes with the
-client's query id and question (keeping 0x20 case randomisation intact).
+Upstreams and their answer cache are in :mod:`.upstream`; a cache hit reuses
+the stored bytes with the client's query id and question (keeping 0x20 case
+randomisation intact).  Repeated identical UDP questions are answered straight
+from ``datagram_received`` without a task (cluster answers are kept per cache
+generation, so any Service/EndpointSlice change drops them).
 
 In production the server binds the pod network gateway on port 53; tests bind
 127.0.0.1 on a free port.
@@ -21,52 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import struct
-import time
-from collections import OrderedDict
-from collections.abc import Hashable
-from pathlib import Path
 from typing import Any
 
 import dnslib
 
+from microkube.dns import upstream
 from microkube.dns.resolver import Answer, Record, Resolver
 
 log = logging.getLogger(__name__)
 
-MAX_CACHE_TTL = 300
-NEGATIVE_TTL = 5
-CACHE_SIZE = 10_000
-RESOLV_CONFS = ("/run/systemd/resolve/resolv.conf", "/etc/resolv.conf")
-
 _RCODES = {"NOERROR": dnslib.RCODE.NOERROR, "NXDOMAIN": dnslib.RCODE.NXDOMAIN}
-
-
-def read_upstreams(
-    paths: tuple[str, ...] = RESOLV_CONFS, *, exclude: tuple[str, ...] = ()
-) -> list[tuple[str, int]]:
-    """Nameservers of the first resolv.conf that exists, without loopback stubs."""
-    for p in paths:
-        path = Path(p)
-        if not path.exists():
-            continue
-        out = []
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] == "nameserver":
-                addr = parts[1].split("%")[0]
-                try:
-                    ip = ipaddress.ip_address(addr)
-                except ValueError:
-                    continue
-                if ip.is_loopback or addr in exclude:
-                    continue
-                out.append((addr, 53))
-        return out
-    return []
 
 
 def _rdata(r: Record) -> Any:
@@ -112,42 +78,6 @@ def _question_end(data: bytes) -> int:
     return i + 1 + 4
 
 
-class _Cache:
-    """Key → raw upstream response, with an expiry from the response's TTLs.
-
-    Keys are (qname, qtype, qclass), or the exact query bytes after the id for
-    the UDP fast path.
-    """
-
-    def __init__(self, size: int = CACHE_SIZE) -> None:
-        self.size = size
-        self._items: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
-
-    def get(self, key: Hashable) -> bytes | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        if item[0] < time.monotonic():
-            del self._items[key]
-            return None
-        self._items.move_to_end(key)
-        return item[1]
-
-    def put(self, key: Hashable, reply: Any, raw: bytes) -> None:
-        rcode = reply.header.rcode
-        if rcode not in (dnslib.RCODE.NOERROR, dnslib.RCODE.NXDOMAIN) or reply.header.tc:
-            return
-        ttls = [rr.ttl for rr in reply.rr]
-        if not ttls:
-            ttls = [min(NEGATIVE_TTL * 6, rr.ttl) for rr in reply.auth] or [NEGATIVE_TTL]
-        ttl = min(min(ttls), MAX_CACHE_TTL)
-        if ttl <= 0:
-            return
-        self._items[key] = (time.monotonic() + ttl, raw)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-
 class DnsServer:
     """Cluster DNS on one address, UDP and TCP on the same port."""
 
@@ -163,10 +93,12 @@ class DnsServer:
         self.resolver = resolver
         self.host = host
         self.port = port
-        self.upstreams = upstreams if upstreams is not None else read_upstreams(exclude=(host,))
+        self.upstreams = (
+            upstreams if upstreams is not None else upstream.read_upstreams(exclude=(host,))
+        )
         self.timeout = timeout
-        self.cache = _Cache()
-        self._fast_forwards = _Cache()
+        self.cache = upstream.AnswerCache()
+        self._fast_forwards = upstream.AnswerCache()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -281,7 +213,7 @@ class DnsServer:
         raw = self._fit(query, reply, udp=udp)
         chased = len(reply.rr) > len(answer.answer)
         if udp and not chased and generation == self.resolver.cache.generation:
-            if len(self._answers) >= CACHE_SIZE:
+            if len(self._answers) >= upstream.CACHE_SIZE:
                 self._answers.clear()
             self._answers[data[2:]] = raw[2:]
         return raw
@@ -331,10 +263,10 @@ class DnsServer:
             return data[:2] + hit[2:12] + data[12:end] + hit[end:]
         for host, port in self.upstreams:
             try:
-                raw = await self._ask(host, port, data, tcp=False)
+                raw = await upstream.ask(host, port, data, tcp=False, wait=self.timeout)
                 parsed = dnslib.DNSRecord.parse(raw)
                 if parsed.header.tc:
-                    raw = await self._ask(host, port, data, tcp=True)
+                    raw = await upstream.ask(host, port, data, tcp=True, wait=self.timeout)
                     parsed = dnslib.DNSRecord.parse(raw)
             except (TimeoutError, OSError, dnslib.DNSError) as exc:
                 log.debug("dns upstream %s:%d: %r", host, port, exc)
@@ -350,31 +282,6 @@ class DnsServer:
         reply = query.reply(ra=1)
         reply.header.rcode = dnslib.RCODE.SERVFAIL
         return bytes(reply.pack())
-
-    async def _ask(self, host: str, port: int, data: bytes, *, tcp: bool) -> bytes:
-        if tcp:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), self.timeout
-            )
-            try:
-                writer.write(struct.pack("!H", len(data)) + data)
-                await writer.drain()
-                (n,) = struct.unpack(
-                    "!H", await asyncio.wait_for(reader.readexactly(2), self.timeout)
-                )
-                return await asyncio.wait_for(reader.readexactly(n), self.timeout)
-            finally:
-                writer.close()
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bytes] = loop.create_future()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _ClientProtocol(fut), remote_addr=(host, port)
-        )
-        try:
-            transport.sendto(data)
-            return await asyncio.wait_for(fut, self.timeout)
-        finally:
-            transport.close()
 
 
 def _socket(kind: int, host: str, port: int, freebind: bool) -> socket.socket:
@@ -407,16 +314,3 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             self.server._udp.sendto(hit, addr)
             return
         self.server._spawn(self.server._answer_udp(data, addr))
-
-
-class _ClientProtocol(asyncio.DatagramProtocol):
-    def __init__(self, fut: asyncio.Future[bytes]) -> None:
-        self.fut = fut
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if not self.fut.done():
-            self.fut.set_result(data)
-
-    def error_received(self, exc: Exception) -> None:
-        if not self.fut.done():
-            self.fut.set_exception(exc)

@@ -12,7 +12,8 @@ import dnslib
 import pytest
 
 from microkube.dns.resolver import Resolver
-from microkube.dns.server import DnsServer, read_upstreams
+from microkube.dns.server import DnsServer
+from microkube.dns.upstream import read_upstreams
 from tests.dns.fixtures import populated
 
 pytestmark = pytest.mark.anyio
