@@ -100,6 +100,7 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._acted: set[str] = set()
         self._checked: dict[str, float] = {}
+        self._messages: dict[str, str] = {}
         self._wake: dict[str, asyncio.Event] = {}
 
     # --- start-up and adoption -------------------------------------------------------
@@ -395,6 +396,42 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
             host_ip=self.node_ip,
         )
 
+    async def _with_message(self, pod: Obj, c: rt.ContainerStatus) -> rt.ContainerStatus:
+        """A copy of ``c`` whose ``message`` is the termination message (once exited).
+
+        Mirrors the kubelet: the file at ``terminationMessagePath`` (at most
+        4096 bytes), or with ``FallbackToLogsOnError`` the last 80 log lines
+        (at most 2048 bytes) of a failed container that left no message.
+        """
+        c = copy.copy(c)
+        if c.state != "exited":
+            return c
+        if c.id not in self._messages:
+            spec = next(
+                (
+                    x
+                    for x in list((pod.get("spec") or {}).get("containers") or [])
+                    + list((pod.get("spec") or {}).get("initContainers") or [])
+                    if x.get("name") == c.name
+                ),
+                {},
+            )
+            path = self.volumes.pod_dir(pod["metadata"]["uid"]) / "containers" / c.name
+            try:
+                text = (path / str(c.restart_count)).read_bytes()[:4096].decode(errors="replace")
+            except OSError:
+                text = ""
+            policy = spec.get("terminationMessagePolicy")
+            if not text and policy == "FallbackToLogsOnError" and c.exit_code:
+                lines = [line.data async for line in self.runtime.logs(c.id, tail=80)]
+                text = b"".join(lines)[-2048:].decode(errors="replace")
+            self._messages[c.id] = text
+            while len(self._messages) > 10_000:
+                self._messages.pop(next(iter(self._messages)))
+        if self._messages[c.id]:
+            c.message = self._messages[c.id]
+        return c
+
     async def _write_status(
         self,
         pod: Obj,
@@ -404,6 +441,7 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
         uid = pod["metadata"]["uid"]
         if containers is None:
             containers = await self.runtime.list_containers({rt.LABEL_POD_UID: uid})
+        containers = [await self._with_message(pod, c) for c in containers]
         state = self.runtime_state(pod, sandbox, [copy.copy(c) for c in containers])
         now = self.now()
 

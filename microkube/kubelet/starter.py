@@ -180,6 +180,10 @@ class ContainerStarter:
         for old in [t for t in tries if t.state == "created"] + ran[:-1]:
             with contextlib.suppress(rt.ContainerRuntimeError):
                 await self.runtime.remove_container(old.id)
+        term_path = c.get("terminationMessagePath") or "/dev/termination-log"
+        if not any(m.container_path == term_path for m in mounts):
+            log_file = self.volumes.termination_log(uid, name, restart_count)
+            mounts.append(rt.Mount(str(log_file), term_path))
         cfg = containerspec.container_config(
             view, c, env=env, mounts=mounts, restart_count=restart_count
         )

@@ -362,6 +362,14 @@ class VolumeManager:
             out.append(rt.Mount(str(host), vm["mountPath"], read_only=bool(vm.get("readOnly"))))
         return out
 
+    def termination_log(self, uid: str, container: str, attempt: int) -> Path:
+        """The host file mounted at ``terminationMessagePath`` for one attempt (created empty)."""
+        path = self.pod_dir(uid) / "containers" / container / str(attempt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        path.chmod(0o666)
+        return path
+
     def cleanup(self, uid: str) -> None:
         d = self.pod_dir(uid)
         for path in list(self._tmpfs):

@@ -279,7 +279,17 @@ def test_orphan_sandbox_removed_after_restart(
 
 def test_crash_loop_back_off(kubectl: Kubectl) -> None:
     apply(
-        kubectl, pod("crasher", [{"name": "c", "image": IMAGE, "command": ["sh", "-c", "exit 3"]}])
+        kubectl,
+        pod(
+            "crasher",
+            [
+                {
+                    "name": "c",
+                    "image": IMAGE,
+                    "command": ["sh", "-c", "echo bye > /dev/termination-log; exit 3"],
+                }
+            ],
+        ),
     )
     p = wait_for(
         kubectl,
@@ -293,6 +303,7 @@ def test_crash_loop_back_off(kubectl: Kubectl) -> None:
     cs = p["status"]["containerStatuses"][0]
     assert cs["lastState"]["terminated"]["exitCode"] == 3
     assert cs["lastState"]["terminated"]["reason"] == "Error"
+    assert cs["lastState"]["terminated"]["message"] == "bye\n"
     assert cs["restartCount"] >= 1
     assert "CrashLoopBackOff" in kubectl("get", "pod", "crasher").stdout
     kubectl("delete", "pod", "crasher", "--wait=false")

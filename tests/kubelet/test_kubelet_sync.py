@@ -528,3 +528,34 @@ async def test_lost_pod_network_is_recreated(
     assert "FailedCreatePodSandBox" in reasons(registry, "netless")
     pod = await sync(k, registry, "netless")
     assert pod["status"]["phase"] == "Running"
+
+
+async def test_termination_message_file_and_log_fallback(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    env = [{"name": fake.EXIT_AFTER, "value": "1"}, {"name": fake.EXIT_CODE, "value": "1"}]
+    await create(
+        registry,
+        pod_body(
+            "msg",
+            [
+                c("file", env=env),
+                c("logs", env=env, terminationMessagePolicy="FallbackToLogsOnError"),
+            ],
+            restartPolicy="Never",
+        ),
+    )
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    await sync(k, registry, "msg")
+    file_c = next(x for x in runtime.containers.values() if x.config.name == "file")
+    log_file = next(
+        m.host_path for m in file_c.config.mounts if m.container_path == "/dev/termination-log"
+    )
+    Path(log_file).write_text("boom")  # noqa: ASYNC240 - the container writes it
+    clock.advance(2)
+    pod = await sync(k, registry, "msg")
+    st = {s["name"]: s["state"]["terminated"] for s in pod["status"]["containerStatuses"]}
+    assert st["file"]["message"] == "boom"
+    assert "fake container logs exited 1" in st["logs"]["message"]
+    assert pod["status"]["phase"] == "Failed"
