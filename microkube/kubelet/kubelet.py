@@ -407,7 +407,7 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
         if c.state != "exited":
             return c
         if c.id not in self._messages:
-            spec = next(
+            spec: Obj = next(
                 (
                     x
                     for x in list((pod.get("spec") or {}).get("containers") or [])
