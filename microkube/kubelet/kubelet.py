@@ -127,10 +127,13 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
 
     def _on_pod(self, etype: str, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]
+        old = self.pods.get(uid)
         if etype == "DELETED" or not self._mine(pod):
             self.pods.pop(uid, None)
         else:
             self.pods[uid] = pod
+            if old is not None and _same_desired(old, pod):
+                return  # our own status write (or another status-only change)
         if uid in self.pods or uid in self.sandboxes:
             self._kick(uid)
 
@@ -467,3 +470,10 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
             return
         if out is not None and out["metadata"].get("uid") == uid and uid in self.pods:
             self.pods[uid] = out
+
+
+def _same_desired(a: Obj, b: Obj) -> bool:
+    """Only the status differs: nothing for the kubelet to act on at once."""
+    return a.get("spec") == b.get("spec") and a.get("metadata", {}).get(
+        "deletionTimestamp"
+    ) == b.get("metadata", {}).get("deletionTimestamp")

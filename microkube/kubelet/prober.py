@@ -48,6 +48,8 @@ class Prober:
             probe = c.get(probes.FIELD[kind])
             if not probe:
                 continue
+            for stale in [k for k in self.trackers if k[:2] == (uid, name) and k[2] != latest.id]:
+                del self.trackers[stale]
             key = (uid, name, latest.id, kind)
             if key not in self.trackers:
                 self.trackers[key] = probes.ProbeTracker(kind, probe, started_at)
