@@ -247,9 +247,19 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
         spec = pod.get("spec") or {}
         policy = spec.get("restartPolicy") or "Always"
         initialized = True
+        mains = {c["name"] for c in spec.get("containers") or []}
+        mains_ran = any(x.name in mains for x in containers)
         for c in spec.get("initContainers") or []:
             tries = podstatus.attempts(containers, c["name"])
             latest = tries[-1] if tries else None
+            if c.get("restartPolicy") == "Always":
+                # A sidecar: the next init container starts once it has started;
+                # it keeps running (and is restarted) beside the main containers.
+                ready_to_go = await self._sidecar(pod, sandbox, c, tries, paths, delays)
+                if ready_to_go or mains_ran:
+                    continue
+                initialized = False
+                break
             if latest is not None and latest.state == "exited" and latest.exit_code == 0:
                 waiting.pop(c["name"], None)
                 continue
@@ -278,8 +288,53 @@ class Kubelet(starter.ContainerStarter, termination.Terminator, prober.Prober):
                         delays.append(await self._restart(pod, sandbox, c, tries, paths))
                     else:
                         waiting.pop(c["name"], None)
+        if initialized and policy != "Always" and self._mains_done(spec, containers, policy):
+            await self._stop_sidecars(pod, containers)
         await self._write_status(pod, sandbox, None if uid in self._acted else containers)
         return min(delays)
+
+    async def _sidecar(
+        self,
+        pod: Obj,
+        sandbox: rt.SandboxStatus,
+        c: Obj,
+        tries: list[rt.ContainerStatus],
+        paths: dict[str, Path],
+        delays: list[float],
+    ) -> bool:
+        """Drive a restartable init container; True once it has started."""
+        latest = tries[-1] if tries else None
+        if latest is None or latest.state == "created":
+            delays.append(await self._start(pod, sandbox, c, tries, paths, init=True))
+            return False
+        if latest.state == "exited":
+            delays.append(await self._restart(pod, sandbox, c, tries, paths, init=True))
+            return False
+        delays.append(await self._probe(pod, sandbox, c, latest))
+        tracker = self.trackers.get((pod["metadata"]["uid"], c["name"], latest.id, "startup"))
+        return tracker is None or tracker.result
+
+    @staticmethod
+    def _mains_done(spec: Obj, containers: list[rt.ContainerStatus], policy: str) -> bool:
+        """Every main container finished for good (so sidecars must stop)."""
+        for c in spec.get("containers") or []:
+            tries = podstatus.attempts(containers, c["name"])
+            if not tries or tries[-1].state != "exited":
+                return False
+            if policy == "OnFailure" and tries[-1].exit_code != 0:
+                return False
+        return bool(spec.get("containers"))
+
+    async def _stop_sidecars(self, pod: Obj, containers: list[rt.ContainerStatus]) -> None:
+        sidecars = {
+            c["name"]: c
+            for c in (pod.get("spec") or {}).get("initContainers") or []
+            if c.get("restartPolicy") == "Always"
+        }
+        grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        for x in containers:
+            if x.name in sidecars and x.state == "running":
+                await self._kill(pod, x, sidecars[x.name], grace)
 
     @staticmethod
     def _changed(spec: Obj, latest: rt.ContainerStatus) -> bool:

@@ -89,6 +89,7 @@ def container_status(
     spec: Obj, state: PodRuntimeState, *, has_probe: dict[str, bool], init: bool = False
 ) -> Obj:
     name = spec["name"]
+    restartable = spec.get("restartPolicy") == "Always"
     tries = attempts(state.containers, name)
     latest = tries[-1] if tries else None
     previous = tries[-2] if len(tries) > 1 else None
@@ -122,7 +123,7 @@ def container_status(
         started = state.started.get(name, not has_probe.get("startup"))
         out["started"] = started
         ready = state.ready.get(name, not has_probe.get("readiness"))
-        out["ready"] = bool(started and ready)
+        out["ready"] = bool(started and ready) and (not init or restartable)
         if previous is not None and previous.state == "exited":
             out["lastState"] = {"terminated": _terminated(previous)}
     else:
@@ -142,7 +143,7 @@ def _probes(c: Obj) -> dict[str, bool]:
 
 
 def phase(pod: Obj, init_statuses: list[Obj], statuses: list[Obj]) -> str:
-    """Mirrors ``getPhase`` (restartable sidecars not modelled)."""
+    """Mirrors ``getPhase``; ``init_statuses`` excludes restartable (sidecar) ones."""
     policy = (pod.get("spec") or {}).get("restartPolicy") or "Always"
     pending_init = False
     for s in init_statuses:
@@ -201,22 +202,30 @@ def compute(pod: Obj, state: PodRuntimeState, *, now: datetime) -> Obj:
         for c in spec.get("initContainers") or []
     ]
     mains = [container_status(c, state, has_probe=_probes(c)) for c in spec.get("containers") or []]
-    initialized = all(
-        (s["state"].get("terminated") or {}).get("exitCode") == 0 and "terminated" in s["state"]
-        for s in inits
-    )
+    sidecars = {
+        c["name"] for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"
+    }
+    mains_ran = any("waiting" not in s["state"] or s["lastState"].get("terminated") for s in mains)
+
+    def init_done(s: Obj) -> bool:
+        if s["name"] in sidecars:
+            return bool(s["started"]) or mains_ran
+        term = s["state"].get("terminated") or {}
+        return "terminated" in s["state"] and term.get("exitCode") == 0
+
+    initialized = all(init_done(s) for s in inits)
     if not initialized:
         for s in mains:
             if s["state"].get("waiting", {}).get("reason") == "ContainerCreating":
                 s["state"] = {"waiting": {"reason": "PodInitializing"}}
-    ph = phase(pod, inits, mains)
+    regular = [s for s in inits if s["name"] not in sidecars]
+    ph = phase(pod, regular, mains)
     if old.get("phase") in ("Succeeded", "Failed"):
         ph = old["phase"]  # terminal phases never change (kubelet invariant)
     done = ph in ("Succeeded", "Failed")
-    unready = [s["name"] for s in mains if not s["ready"]]
-    pending_inits = [
-        s["name"] for s in inits if (s["state"].get("terminated") or {}).get("exitCode") != 0
-    ]
+    unready = [s["name"] for s in inits if s["name"] in sidecars and not s["ready"]]
+    unready += [s["name"] for s in mains if not s["ready"]]
+    pending_inits = [s["name"] for s in inits if not init_done(s)]
     sandbox_ok = state.sandbox is not None and state.sandbox.state == "ready" and not done
     conds = [
         _condition("PodReadyToStartContainers", sandbox_ok),

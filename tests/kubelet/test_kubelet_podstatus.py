@@ -169,3 +169,21 @@ def test_terminal_phase_is_sticky() -> None:
     p["status"]["phase"] = "Succeeded"
     state = podstatus.PodRuntimeState(sandbox=SB, containers=[ctr("a", "running")])
     assert podstatus.compute(p, state, now=T0)["phase"] == "Succeeded"
+
+
+def test_sidecar_counts_for_readiness_not_for_phase() -> None:
+    p = pod(["main"], init=["side"])
+    p["spec"]["initContainers"][0]["restartPolicy"] = "Always"
+    p["spec"]["initContainers"][0]["readinessProbe"] = {"exec": {"command": ["x"]}}
+    state = podstatus.PodRuntimeState(
+        sandbox=SB, containers=[ctr("side", "running"), ctr("main", "running")]
+    )
+    st = podstatus.compute(p, state, now=T0)
+    assert st["phase"] == "Running" and conds(st)["Initialized"] == "True"
+    assert conds(st)["Ready"] == "False"  # the sidecar's readiness probe has not passed
+    state.ready["side"] = True
+    assert conds(podstatus.compute(p, state, now=T0))["Ready"] == "True"
+    # regular init containers are never "ready" while running
+    q = pod(["main"], init=["i"])
+    running_init = podstatus.PodRuntimeState(sandbox=SB, containers=[ctr("i", "running")])
+    assert podstatus.compute(q, running_init, now=T0)["initContainerStatuses"][0]["ready"] is False

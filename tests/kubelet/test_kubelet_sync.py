@@ -559,3 +559,26 @@ async def test_termination_message_file_and_log_fallback(
     assert st["file"]["message"] == "boom"
     assert "fake container logs exited 1" in st["logs"]["message"]
     assert pod["status"]["phase"] == "Failed"
+
+
+async def test_sidecar_init_container(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    sidecar = c("proxy", restartPolicy="Always")
+    job = c("job", env=[{"name": fake.EXIT_AFTER, "value": "5"}])
+    await create(registry, pod_body("side", [job], initContainers=[sidecar], restartPolicy="Never"))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    pod = await sync(k, registry, "side")  # sidecar started: main may start next
+    assert [x.config.name for x in runtime.containers.values()] == ["proxy"]
+    pod = await sync(k, registry, "side")
+    assert pod["status"]["phase"] == "Running"
+    assert cond(pod, "Initialized") == "True" and cond(pod, "Ready") == "True"
+    [side] = pod["status"]["initContainerStatuses"]
+    assert "running" in side["state"] and side["ready"] and side["started"]
+    clock.advance(6)  # the main container completes: the sidecar is stopped, pod Succeeded
+    pod = await sync(k, registry, "side")
+    pod = await sync(k, registry, "side")
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    states = [x.status.state for x in runtime.containers.values()]
+    assert states == ["exited", "exited"]
