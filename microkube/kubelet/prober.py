@@ -13,7 +13,7 @@ Mixed into :class:`microkube.kubelet.kubelet.Kubelet`, whose attributes it uses.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -31,10 +31,7 @@ class Prober:
     resync: float
     now: Callable[[], datetime]
 
-    async def _kill(
-        self, pod: Obj, c: rt.ContainerStatus, spec: Obj, grace: float, reason: str = ""
-    ) -> None:  # pragma: no cover - provided by Terminator
-        raise NotImplementedError
+    _kill: Callable[..., Awaitable[None]]
 
     async def _probe(
         self, pod: Obj, sandbox: rt.SandboxStatus, c: Obj, latest: rt.ContainerStatus

@@ -50,8 +50,7 @@ class ContainerStarter:
     now: Callable[[], datetime]
     _acted: set[str]
 
-    def _node(self) -> Obj | None:  # pragma: no cover - provided by Kubelet
-        raise NotImplementedError
+    _node: Callable[[], Obj | None]
 
     async def _pull(self, pod: Obj, c: Obj, fp: str) -> rt.ImageInfo | float:
         """The image, or the seconds to wait before trying again."""

@@ -45,10 +45,9 @@ class Terminator:
     _acted: set[str]
     _checked: dict[str, float]
 
-    def runtime_state(
-        self, pod: Obj, sandbox: rt.SandboxStatus | None, containers: list[rt.ContainerStatus]
-    ) -> podstatus.PodRuntimeState:  # pragma: no cover - provided by Kubelet
-        raise NotImplementedError
+    runtime_state: Callable[
+        [Obj, rt.SandboxStatus | None, list[rt.ContainerStatus]], podstatus.PodRuntimeState
+    ]
 
     async def _remove_sandbox(self, sb: rt.SandboxStatus, *, grace: float) -> None:
         for c in await self.runtime.list_containers(sandbox_id=sb.id):
