@@ -372,10 +372,26 @@ class VolumeManager:
 
     def cleanup(self, uid: str) -> None:
         d = self.pod_dir(uid)
-        for path in list(self._tmpfs):
-            if d in path.parents:
-                subprocess.run(["umount", str(path)], capture_output=True, check=False)
-                self._tmpfs.discard(path)
+        # Every mount under the pod directory (also those of adopted pods, made
+        # before a restart), deepest first, so that rmtree never walks into one.
+        for path in sorted(_mounts_under(d), key=lambda p: len(p.parts), reverse=True):
+            subprocess.run(["umount", str(path)], capture_output=True, check=False)
+            self._tmpfs.discard(path)
         for key in [k for k in self._tokens if k[0] == uid]:
             del self._tokens[key]
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _mounts_under(directory: Path) -> list[Path]:
+    try:
+        text = Path("/proc/self/mounts").read_text()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 1:
+            mp = Path(fields[1].replace("\\040", " "))
+            if directory in mp.parents:
+                out.append(mp)
+    return out

@@ -13,6 +13,7 @@ from microkube.auth import pki, tokens
 from microkube.kubelet import fake
 from microkube.kubelet.fake import FakeRuntime
 from microkube.kubelet.kubelet import Kubelet
+from microkube.kubelet.volumes import VolumeManager
 from microkube.resources.registry import DeleteOptions, Registry
 
 pytestmark = pytest.mark.anyio
@@ -504,12 +505,17 @@ async def test_memory_empty_dir_is_tmpfs(
     await create(registry, pod_body("ram", [c(volumeMounts=mounts)], volumes=vols))
     k = make_kubelet(registry, runtime, clock, tmp_path)
     await k.adopt()
-    pod = await sync(k, registry, "ram")
-    app = next(iter(runtime.containers.values()))
-    host = next(m.host_path for m in app.config.mounts if m.container_path == "/mem")
-    assert Path(host).is_mount()  # noqa: ASYNC240
-    assert os.statvfs(host).f_blocks * os.statvfs(host).f_frsize == 16 * 2**20
-    k.volumes.cleanup(pod["metadata"]["uid"])
+    uid = get(registry, "ram")["metadata"]["uid"]  # type: ignore[index]
+    try:
+        await sync(k, registry, "ram")
+        app = next(iter(runtime.containers.values()))
+        host = next(m.host_path for m in app.config.mounts if m.container_path == "/mem")
+        assert Path(host).is_mount()  # noqa: ASYNC240
+        assert os.statvfs(host).f_blocks * os.statvfs(host).f_frsize == 16 * 2**20
+    finally:
+        # A fresh manager (as after a restart) finds the mount in /proc/self/mounts.
+        VolumeManager(registry, tmp_path / "pods").cleanup(uid)
+        k.volumes.cleanup(uid)  # never leave a tmpfs mounted under pytest's tmp dirs
     assert not Path(host).exists()  # noqa: ASYNC240
 
 
