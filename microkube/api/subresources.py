@@ -146,62 +146,19 @@ async def scale(request: Request, ctx: ApiContext, info: RequestInfo, rt: Resour
     return negotiation.respond(request, _scale_of(rt, updated))
 
 
-async def binding(
-    request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType
-) -> Response:
+async def binding(request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType) -> Response:
+    """POST pods/NAME/binding: the same path the in-process scheduler takes."""
+    from microkube.scheduler import binding as binder
+
     body = await handlers.decode_body(request, ctx)
     target = (body.get("target") or {}) if isinstance(body, dict) else {}
     node = target.get("name")
     if not node:
         raise errors.invalid("Binding", info.name, [errors.required("target.name")])
-
-    def mutate(pod: dict[str, Any]) -> dict[str, Any]:
-        if meta.is_deleting(pod):
-            raise errors.Conflict(f"pod {info.name} is being deleted, cannot be assigned to a host")
-        if pod.get("spec", {}).get("nodeName"):
-            raise errors.Conflict(
-                f'Operation cannot be fulfilled on pods/binding "{info.name}": pod {info.name} is already assigned to node "{pod["spec"]["nodeName"]}"',
-                name=info.name,
-                kind="pods/binding",
-            )
-        pod["spec"]["nodeName"] = node
-        return pod
-
-    pod = await ctx.registry.guaranteed_update(
-        rt, info.namespace, info.name, mutate, field_manager="kube-scheduler"
-    )
-
-    def scheduled(p: dict[str, Any]) -> dict[str, Any]:
-        conds = [
-            c
-            for c in p.setdefault("status", {}).get("conditions", [])
-            if c.get("type") != "PodScheduled"
-        ]
-        conds.append(
-            {
-                "type": "PodScheduled",
-                "status": "True",
-                "lastProbeTime": None,
-                "lastTransitionTime": meta.now(),
-            }
-        )
-        p["status"]["conditions"] = conds
-        return p
-
-    await ctx.registry.guaranteed_update(
-        rt,
-        info.namespace,
-        info.name,
-        scheduled,
-        subresource="status",
-        field_manager="kube-scheduler",
-    )
-    del pod
-    return negotiation.respond(
-        request,
-        {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
-        201,
-    )
+    uid = ((body.get("metadata") or {}).get("uid") or "") if isinstance(body, dict) else ""
+    await binder.bind(ctx.registry, info.namespace, info.name, node, uid=uid)
+    status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+    return negotiation.respond(request, status, 201)
 
 
 async def eviction(

@@ -134,3 +134,19 @@ def test_dry_run_and_delete_with_finalizers(api: client.ApiClient, ns: str, serv
     with pytest.raises(ApiException) as exc:
         core.read_namespaced_config_map("fin", ns)
     assert exc.value.status == 404
+
+
+def test_binding_subresource(api: client.ApiClient, ns: str) -> None:
+    core = client.CoreV1Api(api)
+    pod = {"metadata": {"name": "b"}, "spec": {"schedulerName": "my-scheduler", "containers": [{"name": "c", "image": "busybox"}]}}
+    core.create_namespaced_pod(ns, pod)
+    node = core.list_node().items[0].metadata.name
+    target = client.V1ObjectReference(api_version="v1", kind="Node", name=node)
+    body = client.V1Binding(metadata=client.V1ObjectMeta(name="b"), target=target)
+    core.create_namespaced_pod_binding("b", ns, body, _preload_content=False)
+    got = core.read_namespaced_pod("b", ns)
+    assert got.spec.node_name == node
+    assert any(c.type == "PodScheduled" and c.status == "True" for c in got.status.conditions)
+    with pytest.raises(ApiException) as exc:
+        core.create_namespaced_pod_binding("b", ns, body, _preload_content=False)
+    assert exc.value.status == 409 and "is already assigned to node" in exc.value.body
