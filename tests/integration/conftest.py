@@ -13,12 +13,17 @@ from tests.support.server import Kubectl, Server, kubectl_binary
 KUBECTL_VERSIONS = ["1.27", "1.32", "1.33"]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def serve(tmp_path_factory: pytest.TempPathFactory, runtime: str) -> Iterator[Server]:
+    """A module's server: ``fake`` runs simulated pods, ``none`` runs no node at all."""
     base = tmp_path_factory.mktemp("mk")
-    srv = Server(base / "state", extra_args=["--no-registry", "--runtime", "fake"]).start()
+    srv = Server(base / "state", extra_args=["--no-registry", "--runtime", runtime]).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from serve(tmp_path_factory, "fake")
 
 
 @pytest.fixture(scope="module")

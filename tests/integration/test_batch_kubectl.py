@@ -8,18 +8,23 @@ and Ready.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import make_kubectl
-from tests.support.pods import ready_status
+from tests.integration.conftest import make_kubectl, serve
+from tests.support.pods import ready_status, stand_in_kubelet
 from tests.support.server import Kubectl, Server
 
 pytestmark = pytest.mark.kubectl
+
+
+def _status(pod: dict) -> dict:
+    """Job pods succeed (exit code 0); other pods become Running and Ready."""
+    owners = {r.get("kind") for r in pod["metadata"].get("ownerReferences") or []}
+    return _succeeded(pod) if "Job" in owners else ready_status(pod)
 
 
 def _succeeded(pod: dict) -> dict:
@@ -50,36 +55,14 @@ def _succeeded(pod: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A control plane without a node: the thread below plays kubelet, alone."""
-    srv = Server(tmp_path_factory.mktemp("mk") / "state", extra_args=["--no-registry", "--runtime", "none"]).start()
-    yield srv
-    srv.stop()
+    """A control plane without a node: the stand-in kubelet below is alone."""
+    yield from serve(tmp_path_factory, "none")
 
 
 @pytest.fixture(scope="module")
 def fake_kubelet(server: Server) -> Iterator[None]:
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            code, pods = server.request("GET", "/api/v1/pods")
-            for pod in pods.get("items", []) if code == 200 else []:
-                m = pod["metadata"]
-                phase = pod.get("status", {}).get("phase")
-                if m.get("deletionTimestamp") or phase in ("Running", "Succeeded", "Failed"):
-                    continue
-                owners = {r.get("kind") for r in m.get("ownerReferences") or []}
-                pod["status"] = _succeeded(pod) if "Job" in owners else ready_status(pod)
-                server.request(
-                    "PUT", f"/api/v1/namespaces/{m['namespace']}/pods/{m['name']}/status", pod
-                )
-            stop.wait(0.1)
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    yield
-    stop.set()
-    t.join(5)
+    with stand_in_kubelet(server, _status):
+        yield
 
 
 @pytest.fixture

@@ -8,15 +8,14 @@ in-process.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import make_kubectl
-from tests.support.pods import ready_status
+from tests.integration.conftest import make_kubectl, serve
+from tests.support.pods import stand_in_kubelet
 from tests.support.server import Kubectl, Server
 
 pytestmark = pytest.mark.kubectl
@@ -24,34 +23,14 @@ pytestmark = pytest.mark.kubectl
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A control plane without a node: the thread below plays kubelet, alone."""
-    srv = Server(tmp_path_factory.mktemp("mk") / "state", extra_args=["--no-registry", "--runtime", "none"]).start()
-    yield srv
-    srv.stop()
+    """A control plane without a node: the stand-in kubelet below is alone."""
+    yield from serve(tmp_path_factory, "none")
 
 
 @pytest.fixture(scope="module")
 def fake_kubelet(server: Server) -> Iterator[None]:
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            code, pods = server.request("GET", "/api/v1/pods")
-            for pod in pods.get("items", []) if code == 200 else []:
-                m = pod["metadata"]
-                if m.get("deletionTimestamp") or pod.get("status", {}).get("phase") == "Running":
-                    continue
-                pod["status"] = ready_status(pod)
-                server.request(
-                    "PUT", f"/api/v1/namespaces/{m['namespace']}/pods/{m['name']}/status", pod
-                )
-            stop.wait(0.1)
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    yield
-    stop.set()
-    t.join(5)
+    with stand_in_kubelet(server):
+        yield
 
 
 @pytest.fixture

@@ -8,6 +8,9 @@ subresource exactly like the kubelet's status manager.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from microkube.objects import meta
@@ -65,3 +68,37 @@ async def mark_all_ready(registry: Registry, ns: str = "default") -> int:
         await mark_ready(registry, ns, pod["metadata"]["name"])
         n += 1
     return n
+
+
+@contextlib.contextmanager
+def stand_in_kubelet(
+    server: Any, status_for: Callable[[dict[str, Any]], dict[str, Any]] = ready_status
+) -> Iterator[None]:
+    """Play kubelet over HTTP for a server started with ``--runtime none``.
+
+    Every pod that is not deleting and not yet Running/Succeeded/Failed gets
+    ``status_for(pod)`` written through ``pods/status``, ten times a second.
+    """
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            code, pods = server.request("GET", "/api/v1/pods")
+            for pod in pods.get("items", []) if code == 200 else []:
+                m = pod["metadata"]
+                phase = pod.get("status", {}).get("phase")
+                if m.get("deletionTimestamp") or phase in ("Running", "Succeeded", "Failed"):
+                    continue
+                pod["status"] = status_for(pod)
+                server.request(
+                    "PUT", f"/api/v1/namespaces/{m['namespace']}/pods/{m['name']}/status", pod
+                )
+            stop.wait(0.1)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(5)
