@@ -14,7 +14,6 @@ import json
 import random
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 import yaml
 
 from tests.support import images
-from tests.support.server import Kubectl, Server, kubectl_binary
+from tests.support.server import Kubectl, Server, kubectl_binary, podman_server
 
 pytestmark = [
     pytest.mark.podman,
@@ -38,40 +37,21 @@ IMAGE = images.BUSYBOX_IMAGE
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     images.busybox_image()
+    r = random.randint(1, 254)
     base = tmp_path_factory.mktemp("e2e")
-    cidr = f"10.214.{random.randint(1, 254)}.0/24"
-    srv = Server(base / "state", extra_args=["--no-registry", "--pod-cidr", cidr])
-    srv.start(timeout=60)
-    try:
+    with podman_server(base, pod_cidr=f"10.214.{r}.0/24", service_cidr=f"10.219.{r}.0/24") as srv:
         yield srv
-    finally:
-        srv.stop()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "microkube",
-                "reset",
-                "--state-dir",
-                str(srv.state_dir),
-                "--instance",
-                srv.instance,
-            ],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        flt = f"label=io.microkube.instance={srv.instance}"
-        left = subprocess.run(
-            ["podman", "ps", "-aq", "--filter", flt], capture_output=True, text=True, check=False
-        ).stdout.split()
-        nets = subprocess.run(
-            ["podman", "network", "ls", "-q", "--filter", f"name={srv.instance}-pods"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split()
-        assert left == [] and nets == [], (left, nets)
+    flt = f"label=io.microkube.instance={srv.instance}"
+    left = subprocess.run(
+        ["podman", "ps", "-aq", "--filter", flt], capture_output=True, text=True, check=False
+    ).stdout.split()
+    nets = subprocess.run(
+        ["podman", "network", "ls", "-q", "--filter", f"name={srv.instance}-pods"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert left == [] and nets == [], (left, nets)
 
 
 @pytest.fixture(scope="module")

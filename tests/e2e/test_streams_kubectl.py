@@ -13,7 +13,6 @@ import random
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from tests.support import images
-from tests.support.server import Kubectl, Server, free_port, kubectl_binary
+from tests.support.server import Kubectl, Server, free_port, kubectl_binary, podman_server
 
 pytestmark = [
     pytest.mark.podman,
@@ -58,29 +57,10 @@ def _pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     images.busybox_image()
+    r = random.randint(1, 254)
     base = tmp_path_factory.mktemp("streams")
-    cidr = f"10.215.{random.randint(1, 254)}.0/24"
-    srv = Server(base / "state", extra_args=["--no-registry", "--pod-cidr", cidr])
-    srv.start(timeout=60)
-    try:
+    with podman_server(base, pod_cidr=f"10.215.{r}.0/24", service_cidr=f"10.216.{r}.0/24") as srv:
         yield srv
-    finally:
-        srv.stop()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "microkube",
-                "reset",
-                "--state-dir",
-                str(srv.state_dir),
-                "--instance",
-                srv.instance,
-            ],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
 
 
 def _kubectl(server: Server, base: Path, version: str) -> Kubectl:

@@ -14,7 +14,6 @@ import json
 import random
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ import yaml
 
 from microkube.controllers.endpointset import node_address
 from tests.support import images
-from tests.support.server import Kubectl, Server, kubectl_binary
+from tests.support.server import Kubectl, Server, kubectl_binary, podman_server
 
 pytestmark = [
     pytest.mark.podman,
@@ -42,30 +41,10 @@ R = random.randint(1, 254)
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     images.busybox_image()
     base = tmp_path_factory.mktemp("e2e")
-    args = ["--no-registry", "--pod-cidr", f"10.217.{R}.0/24", "--service-cidr", f"10.218.{R}.0/24"]
-    srv = Server(base / "state", extra_args=args)
-    srv.start(timeout=60)
-    try:
+    with podman_server(base, pod_cidr=f"10.217.{R}.0/24", service_cidr=f"10.218.{R}.0/24") as srv:
         yield srv
-    finally:
-        srv.stop()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "microkube",
-                "reset",
-                "--state-dir",
-                str(srv.state_dir),
-                "--instance",
-                srv.instance,
-            ],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-        assert f"ip {srv.instance}\n" not in tables + "\n"
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"ip {srv.instance}\n" not in tables + "\n"
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ tests never collide with each other or with a microkube running on the host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,3 +137,29 @@ class Kubectl:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
         env.update(HOME=str(self.home), KUBECONFIG=str(self.kubeconfig), KUBECACHEDIR=str(self.home / "cache"))
         return subprocess.Popen([self.binary, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def reset(srv: Server) -> None:
+    """``microkube reset`` of a test server's state and host resources."""
+    subprocess.run(
+        [sys.executable, "-m", "microkube", "reset", "--state-dir", str(srv.state_dir), "--instance", srv.instance],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def podman_server(base: Path, *, pod_cidr: str, service_cidr: str) -> Iterator[Server]:
+    """A real-Podman server on its own pod and service CIDRs, reset afterwards.
+
+    The service CIDR must be unique too: the proxy's nft hooks see the whole
+    host, so two instances on one service CIDR would answer for each other.
+    """
+    srv = Server(base / "state", extra_args=["--no-registry", "--pod-cidr", pod_cidr, "--service-cidr", service_cidr])
+    srv.start(timeout=60)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        reset(srv)
