@@ -27,8 +27,8 @@ from typing import Any
 import uvicorn
 
 from microkube.api.app import create_app
-from microkube.api.streams import upgrade
 from microkube.api.context import ApiContext
+from microkube.api.streams import upgrade
 from microkube.auth import authn, pki
 from microkube.resources.catalog import default_catalog
 from microkube.resources.registry import Registry
@@ -50,7 +50,7 @@ def sd_notify(message: str) -> None:
         s.sendall(message.encode())
 
 
-class _Server(uvicorn.Server):
+class QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the composition root owns signals."""
 
     @contextlib.contextmanager
@@ -157,7 +157,7 @@ async def run(
         timeout_graceful_shutdown=2,
         access_log=False,
     )
-    server = _Server(config)
+    server = QuietServer(config)
     serve_task = asyncio.create_task(server.serve(), name="api-server")
     try:
         while not server.started:

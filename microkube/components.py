@@ -56,10 +56,9 @@ def _start_network(cluster: Any) -> None:
 
 async def _start_oci(cluster: Any) -> None:
     """The built-in OCI registry on its own port, plus its background GC."""
-    import contextlib
-
     import uvicorn
 
+    from microkube.app import QuietServer
     from microkube.oci import app as oci_app
     from microkube.oci import gc as oci_gc
 
@@ -69,12 +68,7 @@ async def _start_oci(cluster: Any) -> None:
     )
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
 
-    class _Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[no-untyped-def]
-            yield
-
-    server = _Server(config)
+    server = QuietServer(config)
     sock = oci_app.listen_socket(s.bind_address, s.port)
     cluster.tasks.append(asyncio.create_task(server.serve(sockets=[sock]), name="oci-registry"))
     registry_dir = cluster.settings.state_dir / "registry"

@@ -80,10 +80,11 @@ class AuthMiddleware:
             await status_response(exc)(scope, receive, send)
             return
         scope["microkube.user"] = user
+        # Parsed once here; the handlers reuse it from the scope.
+        info = requestinfo.parse(scope.get("method", "GET"), scope["path"], _query(scope))
+        scope["microkube.info"] = info
         if self.ctx.authorizer is not None:
             try:
-                query = _query(scope)
-                info = requestinfo.parse(scope.get("method", "GET"), scope["path"], query)
                 self.ctx.authorizer.authorize(user, info)
             except errors.ApiError as exc:
                 if scope["type"] == "websocket":
@@ -182,7 +183,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def api_path(request: Request) -> Response:
         start = time.monotonic()
-        info = requestinfo.parse(request.method, request.url.path, dict(request.query_params))
+        info = request.scope.get("microkube.info") or requestinfo.parse(
+            request.method, request.url.path, dict(request.query_params)
+        )
         try:
             if not info.is_resource_request:
                 return _discovery_doc(request, ctx, info)

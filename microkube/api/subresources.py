@@ -15,7 +15,6 @@ from microkube import errors
 from microkube.api import handlers, negotiation
 from microkube.api.context import ApiContext
 from microkube.api.requestinfo import RequestInfo
-from microkube.objects import meta
 from microkube.resources.registry import DeleteOptions, WriteOptions
 from microkube.resources.types import ResourceType
 
@@ -146,7 +145,9 @@ async def scale(request: Request, ctx: ApiContext, info: RequestInfo, rt: Resour
     return negotiation.respond(request, _scale_of(rt, updated))
 
 
-async def binding(request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType) -> Response:
+async def binding(
+    request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType
+) -> Response:
     """POST pods/NAME/binding: the same path the in-process scheduler takes."""
     from microkube.scheduler import binding as binder
 
@@ -157,7 +158,13 @@ async def binding(request: Request, ctx: ApiContext, info: RequestInfo, rt: Reso
         raise errors.invalid("Binding", info.name, [errors.required("target.name")])
     uid = ((body.get("metadata") or {}).get("uid") or "") if isinstance(body, dict) else ""
     await binder.bind(ctx.registry, info.namespace, info.name, node, uid=uid)
-    status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+    status = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "code": 201,
+    }
     return negotiation.respond(request, status, 201)
 
 
@@ -188,25 +195,8 @@ async def finalize(
         ns.setdefault("spec", {})["finalizers"] = finalizers
         return ns
 
-    obj = await finalize_namespace(ctx, info.name, mutate)
+    obj = await ctx.registry.finalize_namespace(info.name, mutate)
     return negotiation.respond(request, obj)
-
-
-async def finalize_namespace(ctx: ApiContext, name: str, mutate: Any) -> dict[str, Any]:
-    rt = ctx.catalog.get("", "v1", "namespaces")
-    assert rt is not None
-    reg = ctx.registry
-    kv = reg.get_kv(rt, "", name)
-    obj = mutate(kv.value)
-    if (
-        meta.is_deleting(obj)
-        and not obj.get("spec", {}).get("finalizers")
-        and not obj["metadata"].get("finalizers")
-    ):
-        gone = await reg.store.delete(kv.key, expected_revision=kv.revision)
-        return reg._present(rt, gone.value)  # noqa: SLF001
-    new = await reg.store.update(kv.key, obj, expected_revision=kv.revision)
-    return reg._present(rt, new.value)  # noqa: SLF001
 
 
 async def token(request: Request, ctx: ApiContext, info: RequestInfo, rt: ResourceType) -> Response:

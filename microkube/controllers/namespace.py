@@ -58,7 +58,6 @@ async def sync(reg: Registry, name: str) -> bool:
                 )
     if remaining:
         return False
-    from microkube.api.subresources import finalize_namespace
 
     def clear(obj: dict[str, Any]) -> dict[str, Any]:
         obj.setdefault("spec", {})["finalizers"] = [
@@ -67,16 +66,10 @@ async def sync(reg: Registry, name: str) -> bool:
         return obj
 
     try:
-        await finalize_namespace(_Ctx(reg), name, clear)
+        await reg.finalize_namespace(name, clear)
     except (errors.NotFound, errors.Conflict):
         return False
     return True
-
-
-class _Ctx:
-    def __init__(self, reg: Registry) -> None:
-        self.registry = reg
-        self.catalog = reg.catalog
 
 
 async def run(reg: Registry) -> None:

@@ -209,16 +209,12 @@ class Registry:
         token = ""
         remaining = None
         if limit is not None and len(items) >= limit and last_key is not None:
-            _, rest, _ = self.store.list(prefix, start_after=last_key, limit=1)
+            _, rest, _ = self.store.list(prefix, start_after=last_key)
             if rest:
                 token = _encode_continue(revision, last_key)
                 if not filtering:
-                    remaining = self.store.count(prefix) - self._count_upto(prefix, last_key)
+                    remaining = len(rest)
         return ListResult(items, str(revision), token, remaining)
-
-    def _count_upto(self, prefix: str, last_key: str) -> int:
-        _, kvs, _ = self.store.list(prefix)
-        return sum(1 for kv in kvs if kv.key <= last_key)
 
     def _matches(
         self,
@@ -339,7 +335,9 @@ class Registry:
             raise errors.invalid(rt.kind, name, causes, group=rt.group)
 
     @staticmethod
-    def _validate_meta_update(new: dict[str, Any], old: dict[str, Any]) -> builtins.list[errors.Cause]:
+    def _validate_meta_update(
+        new: dict[str, Any], old: dict[str, Any]
+    ) -> builtins.list[errors.Cause]:
         causes = []
         nm, om = new["metadata"], old["metadata"]
         for f in ("name", "namespace", "uid", "creationTimestamp"):
@@ -834,6 +832,27 @@ class Registry:
         except errors.NotFound as exc:
             raise self._not_found(rt, m["name"]) from exc
         return self._present(rt, new_kv.value), False
+
+    async def finalize_namespace(
+        self, name: str, mutate: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Write a namespace's ``spec.finalizers`` (the ``finalize`` subresource).
+
+        A terminating namespace whose last finalizer goes away is deleted.
+        """
+        rt = self.catalog.get("", "v1", "namespaces")
+        assert rt is not None
+        kv = self.get_kv(rt, "", name)
+        obj = mutate(kv.value)
+        if (
+            meta.is_deleting(obj)
+            and not obj.get("spec", {}).get("finalizers")
+            and not obj["metadata"].get("finalizers")
+        ):
+            gone = await self.store.delete(kv.key, expected_revision=kv.revision)
+            return self._present(rt, gone.value)
+        new = await self.store.update(kv.key, obj, expected_revision=kv.revision)
+        return self._present(rt, new.value)
 
     def default_propagation(self, rt: ResourceType) -> str:
         # Mirrors apiserver: the default is Background, except for a few legacy

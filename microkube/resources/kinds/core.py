@@ -435,7 +435,8 @@ class NodeStrategy(Strategy):
 @register("", "Event")
 class EventStrategy(Strategy):
     def default(self, obj: dict[str, Any]) -> None:
-        obj.setdefault("type", "Normal") if obj.get("reason") else None
+        if obj.get("reason"):
+            obj.setdefault("type", "Normal")
 
     def validate(self, obj: dict[str, Any], reg: Any) -> list[errors.Cause]:
         if not obj.get("involvedObject"):
