@@ -18,10 +18,14 @@ import sys
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from microkube.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -44,7 +48,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     s = Settings()
     env_state = os.environ.get("MICROKUBE_STATE_DIR")
     if args.state_dir or env_state:
-        s.state_dir = Path(args.state_dir or env_state).absolute()
+        s.state_dir = Path(str(args.state_dir or env_state)).absolute()
     if args.instance:
         s.instance = args.instance
     if args.port:
@@ -189,7 +193,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registry_engine(s: Settings):  # type: ignore[no-untyped-def]
+def _registry_engine(s: Settings) -> Engine:
     from microkube.store import engine as store_engine
 
     if not s.db_path.exists():

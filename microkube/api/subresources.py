@@ -44,7 +44,7 @@ async def handle(
     if sub in ("log", "exec", "attach", "portforward"):
         if ctx.pod_streams is None:
             raise errors.ServiceUnavailable(f"pods/{sub} is not available: no kubelet is running")
-        return await ctx.pod_streams.handle(request, info, rt)  # type: ignore[no-any-return]
+        return await ctx.pod_streams.handle(request, info, rt)
     if sub == "ephemeralcontainers":
         return await _main_like(request, ctx, info, rt)
     raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
@@ -136,12 +136,12 @@ async def scale(request: Request, ctx: ApiContext, info: RequestInfo, rt: Resour
         return obj
 
     if opts.dry_run:
-        updated = mutate(current)
+        updated: dict[str, Any] | None = mutate(current)
     else:
         updated = await reg.guaranteed_update(
             rt, info.namespace, info.name, mutate, field_manager=opts.field_manager
         )
-        assert updated is not None
+    assert updated is not None
     return negotiation.respond(request, _scale_of(rt, updated))
 
 

@@ -112,7 +112,7 @@ def _field_schema(group: str, kind: str, schemas: dict[str, Obj]) -> Any:
 
 def _installed(reg: Registry) -> dict[str, Obj]:
     """CRD name → what is installed for it (group, plural, kind, versions, fingerprint)."""
-    return reg.services.setdefault("crds", {})  # type: ignore[no-any-return]
+    return reg.services.setdefault("crds", {})
 
 
 def name_conflict(reg: Registry, crd: Obj) -> tuple[str, str] | None:

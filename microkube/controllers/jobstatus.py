@@ -32,7 +32,7 @@ def parse(text: str) -> datetime:
 def condition(status: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     for c in status.get("conditions") or []:
         if c.get("type") == ctype and c.get("status") == "True":
-            return c  # type: ignore[no-any-return]
+            return c
     return None
 
 

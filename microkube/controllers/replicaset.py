@@ -47,7 +47,7 @@ BURST_REPLICAS = 500
 def pod_condition(pod: Obj, type_: str) -> Obj | None:
     for c in pod.get("status", {}).get("conditions") or []:
         if c.get("type") == type_:
-            return c  # type: ignore[no-any-return]
+            return c
     return None
 
 

@@ -134,7 +134,7 @@ def meta(obj: dict[str, Any]) -> dict[str, Any]:
 def controller_ref(obj: dict[str, Any]) -> dict[str, Any] | None:
     for ref in obj.get("metadata", {}).get("ownerReferences") or []:
         if ref.get("controller"):
-            return ref  # type: ignore[no-any-return]
+            return ref
     return None
 
 

@@ -21,6 +21,7 @@ strategy get :class:`Strategy` itself, whose behaviour follows from the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from microkube import errors
@@ -189,7 +190,7 @@ def validate_metadata(
 _STRATEGIES: dict[tuple[str, str], type[Strategy]] = {}
 
 
-def register(group: str, kind: str):  # type: ignore[no-untyped-def]
+def register(group: str, kind: str) -> Callable[[type[Strategy]], type[Strategy]]:
     """Class decorator: the strategy of ``group``/``kind``."""
 
     def deco(cls: type[Strategy]) -> type[Strategy]:

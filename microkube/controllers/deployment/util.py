@@ -235,7 +235,7 @@ def set_new_rs_annotations(d: Obj, rs: Obj, new_revision: str, exists: bool) -> 
 def get_condition(status: Obj, type_: str) -> Obj | None:
     for c in status.get("conditions") or []:
         if c.get("type") == type_:
-            return c  # type: ignore[no-any-return]
+            return c
     return None
 
 
