@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from microkube import errors
 from microkube.client.informer import InformerFactory
 from microkube.client.local import LocalClient
 from microkube.controllers import history
@@ -114,6 +115,22 @@ async def test_ordered_creation_identity_and_pvcs(client, ctl) -> None:
     crs = client.list(client.resource("apps", "controllerrevisions"), "default").items
     assert [c["metadata"]["name"] for c in crs] == [rev]
     assert crs[0]["revision"] == 1
+
+
+async def test_containers_may_mount_claim_templates_only(client) -> None:
+    rt = client.resource("apps", "statefulsets")
+    body = sts_body(1)
+    body["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "data", "mountPath": "/data"}
+    ]
+    await client.create(rt, "default", body)
+    body["metadata"]["name"] = "bad"
+    body["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"] = "nope"
+    with pytest.raises(errors.Invalid) as exc:
+        await client.create(rt, "default", body)
+    assert [c.field for c in exc.value.causes] == [
+        "spec.template.spec.containers[0].volumeMounts[0].name"
+    ]
 
 
 async def test_pod_deletion_keeps_pvc_and_recreates_pod(client, ctl) -> None:

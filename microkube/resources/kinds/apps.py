@@ -150,6 +150,37 @@ class StatefulSetStrategy(_Workload):
                 t.setdefault("status", {"phase": "Pending"})
         podspec.default_template(spec.get("template"))
 
+    def validate(self, obj: dict[str, Any], reg: Any) -> list[errors.Cause]:
+        """Containers may mount the volumeClaimTemplates: validate against that union.
+
+        Upstream skips the template's volume checks for StatefulSets for this
+        reason (``ValidatePodTemplateSpecForStatefulSet``); we check the union.
+        """
+        spec = obj.get("spec")
+        claims = spec.get("volumeClaimTemplates") if isinstance(spec, dict) else None
+        tspec = (spec.get("template") or {}).get("spec") if isinstance(spec, dict) else None
+        if not claims or not isinstance(tspec, dict) or not isinstance(claims, list):
+            return super().validate(obj, reg)
+        names = {v.get("name") for v in tspec.get("volumes") or [] if isinstance(v, dict)}
+        extra = [
+            {"name": n, "persistentVolumeClaim": {"claimName": n}}
+            for t in claims
+            if isinstance(t, dict)
+            and (n := (t.get("metadata") or {}).get("name"))
+            and n not in names
+        ]
+        view = {
+            **obj,
+            "spec": {
+                **spec,
+                "template": {
+                    **spec["template"],
+                    "spec": {**tspec, "volumes": [*(tspec.get("volumes") or []), *extra]},
+                },
+            },
+        }
+        return super().validate(view, reg)
+
     def validate_update(
         self, new: dict[str, Any], old: dict[str, Any], reg: Any
     ) -> list[errors.Cause]:
