@@ -6,12 +6,20 @@ controller a single node needs::
     PVC (no class)        ─► spec.storageClassName = the default class (retroactive default)
     PVC Pending, our class
       Immediate           ─► provision now
-      WaitForFirstConsumer─► provision once a pod uses the claim
+      WaitForFirstConsumer─► provision once the scheduler picked a node for a
+                             pod using it (annotation volume.kubernetes.io/
+                             selected-node) or a pod using it is bound to a node
     provision             ─► mkdir <state_dir>/volumes/pvc-<uid>
                              PV (hostPath, claimRef, reclaimPolicy of the class) ─► Bound
                              PVC spec.volumeName + status Bound (capacity, accessModes)
     PVC with a class and an Available static PV that fits ─► bind it
     PVC gone              ─► PV Released; reclaimPolicy Delete: directory and PV removed
+    PVC deleting, no scheduled running pod uses it ─► drop kubernetes.io/pvc-protection
+    PV deleting, not bound to a live claim         ─► drop kubernetes.io/pv-protection
+
+A claim that stays Pending gets an event saying why (``WaitForFirstConsumer``,
+``ProvisioningFailed``, ``FailedBinding``, ``ExternalProvisioning``), once per
+change of reason, as the PV controller's ``Eventf`` calls.
 
 :func:`sync` is level-triggered and idempotent: it looks at every claim and
 volume, so :func:`run` simply calls it after any change to claims, volumes or
@@ -27,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from microkube import errors
+from microkube.kubelet import events
 from microkube.objects import meta
 from microkube.resources.registry import Registry
 from microkube.resources.types import ResourceType
@@ -38,6 +47,9 @@ DEFAULT_CLASS = "microkube-hostpath"
 PROVISIONER = "microkube.io/hostpath"
 IS_DEFAULT = "storageclass.kubernetes.io/is-default-class"
 _MANAGER = "persistentvolume-controller"
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+PVC_PROTECTION = "kubernetes.io/pvc-protection"
+PV_PROTECTION = "kubernetes.io/pv-protection"
 
 
 def _rt(reg: Registry, group: str, plural: str) -> ResourceType:
@@ -95,18 +107,30 @@ def _phase(pv: Obj) -> str:
     return str((pv.get("status") or {}).get("phase", ""))
 
 
-def _consumed(pvc: Obj, pods: list[Obj]) -> bool:
+def users(pvc: Obj, pods: list[Obj]) -> list[Obj]:
+    """Pods that use the claim: bound to a node and not finished (pvc-protection's rule)."""
     ns, name = pvc["metadata"].get("namespace"), pvc["metadata"]["name"]
+    out = []
     for pod in pods:
-        if pod["metadata"].get("namespace") != ns or meta.is_deleting(pod):
+        if pod["metadata"].get("namespace") != ns or not (pod.get("spec") or {}).get("nodeName"):
+            continue
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             continue
         for vol in (pod.get("spec") or {}).get("volumes") or []:
             if (vol.get("persistentVolumeClaim") or {}).get("claimName") == name:
-                return True
-    return False
+                out.append(pod)
+                break
+    return out
 
 
-def _fits(pv: Obj, pvc: Obj) -> bool:
+def _consumed(pvc: Obj, pods: list[Obj]) -> bool:
+    """WaitForFirstConsumer: a node was selected for a pod using the claim."""
+    if (pvc["metadata"].get("annotations") or {}).get(SELECTED_NODE):
+        return True
+    return any(not meta.is_deleting(p) for p in users(pvc, pods))
+
+
+def fits(pv: Obj, pvc: Obj) -> bool:
     spec, want = pv.get("spec") or {}, pvc.get("spec") or {}
     phase = (pv.get("status") or {}).get("phase", "Available")
     if phase not in ("Available", "Pending") or spec.get("claimRef"):
@@ -128,6 +152,8 @@ class StorageController:
         self.pvs = _rt(reg, "", "persistentvolumes")
         self.pods = _rt(reg, "", "pods")
         self.classes = _rt(reg, "storage.k8s.io", "storageclasses")
+        self.recorder = events.Recorder(reg, _MANAGER)
+        self._pending_reason: dict[str, str] = {}  # claim uid -> last event reason
 
     async def sync(self) -> None:
         classes = {c["metadata"]["name"]: c for c in self.reg.list(self.classes).items}
@@ -146,7 +172,12 @@ class StorageController:
         pvs = self.reg.list(self.pvs).items
         claims = self.reg.list(self.pvcs).items
         for pvc in claims:
-            if meta.is_deleting(pvc) or (pvc.get("status") or {}).get("phase") == "Bound":
+            if meta.is_deleting(pvc):
+                if PVC_PROTECTION in meta.meta(pvc).get("finalizers", []) and not users(pvc, pods):
+                    await self._drop_finalizer(self.pvcs, pvc, PVC_PROTECTION)
+                continue
+            if (pvc.get("status") or {}).get("phase") == "Bound":
+                self._pending_reason.pop(pvc["metadata"]["uid"], None)
                 continue
             spec = pvc.get("spec") or {}
             if "storageClassName" not in spec or spec.get("storageClassName") is None:
@@ -154,23 +185,39 @@ class StorageController:
                     await self._set_class(pvc, default)
                 continue
             cls = classes.get(spec.get("storageClassName") or "")
-            match = next((pv for pv in pvs if _fits(pv, pvc)), None)
+            match = next((pv for pv in pvs if fits(pv, pvc)), None)
             if spec.get("volumeName"):
                 match = next(
                     (pv for pv in pvs if pv["metadata"]["name"] == spec["volumeName"]), None
                 )
-            if match is not None:
+            wait = (
+                cls is not None
+                and cls.get("volumeBindingMode") == "WaitForFirstConsumer"
+                and not _consumed(pvc, pods)
+            )
+            if match is not None and not wait:
                 await self._bind(pvc, match)
+            elif wait:
+                await self._pending(
+                    pvc,
+                    events.NORMAL,
+                    "WaitForFirstConsumer",
+                    "waiting for first consumer to be created before binding",
+                )
             elif cls is not None and cls.get("provisioner") == PROVISIONER:
-                if cls.get("volumeBindingMode") == "WaitForFirstConsumer" and not _consumed(
-                    pvc, pods
-                ):
-                    continue
                 pv = await self._provision(pvc, cls)
                 await self._bind(pvc, pv)
+                await self.recorder.event(
+                    pvc,
+                    events.NORMAL,
+                    "ProvisioningSucceeded",
+                    f"Successfully provisioned volume {pv['metadata']['name']} using {PROVISIONER}",
+                )
+            else:
+                await self._explain_pending(pvc, cls)
         live = {
             (c["metadata"].get("namespace"), c["metadata"]["name"], c["metadata"]["uid"])
-            for c in claims
+            for c in self.reg.list(self.pvcs).items
         }
         for pv in self.reg.list(self.pvs).items:
             ref = (pv.get("spec") or {}).get("claimRef")
@@ -178,6 +225,57 @@ class StorageController:
                 continue
             if (ref.get("namespace"), ref.get("name"), ref.get("uid")) not in live:
                 await self._release(pv)
+        for pv in self.reg.list(self.pvs).items:
+            if not meta.is_deleting(pv) or PV_PROTECTION not in meta.meta(pv).get("finalizers", []):
+                continue
+            ref = (pv.get("spec") or {}).get("claimRef") or {}
+            if (
+                _phase(pv) != "Bound"
+                or (ref.get("namespace"), ref.get("name"), ref.get("uid")) not in live
+            ):
+                await self._drop_finalizer(self.pvs, pv, PV_PROTECTION)
+
+    async def _explain_pending(self, pvc: Obj, cls: Obj | None) -> None:
+        """The event upstream's ``syncUnboundClaim`` records for a claim it cannot bind."""
+        name = (pvc.get("spec") or {}).get("storageClassName") or ""
+        if not name:
+            reason = "FailedBinding"
+            msg = "no persistent volumes available for this claim and no storage class is set"
+            await self._pending(pvc, events.NORMAL, reason, msg)
+        elif cls is None:
+            msg = f'storageclass.storage.k8s.io "{name}" not found'
+            await self._pending(pvc, events.WARNING, "ProvisioningFailed", msg)
+        else:
+            prov = cls.get("provisioner")
+            msg = (
+                f"Waiting for a volume to be created either by the external provisioner '{prov}' "
+                "or manually by the system administrator. If volume creation is delayed, please "
+                "verify that the provisioner is running and correctly registered."
+            )
+            await self._pending(pvc, events.NORMAL, "ExternalProvisioning", msg)
+
+    async def _pending(self, pvc: Obj, type_: str, reason: str, message: str) -> None:
+        uid = pvc["metadata"]["uid"]
+        if self._pending_reason.get(uid) == reason:
+            return
+        self._pending_reason[uid] = reason
+        await self.recorder.event(pvc, type_, reason, message)
+
+    async def _drop_finalizer(self, rt: ResourceType, obj: Obj, name: str) -> None:
+        def mutate(cur: Obj) -> Obj | None:
+            fins = meta.meta(cur).get("finalizers") or []
+            if name not in fins:
+                return None
+            cur["metadata"]["finalizers"] = [f for f in fins if f != name]
+            return cur
+
+        m = obj["metadata"]
+        try:
+            await self.reg.guaranteed_update(
+                rt, m.get("namespace") or "", m["name"], mutate, field_manager=_MANAGER
+            )
+        except errors.NotFound:
+            pass
 
     async def _set_class(self, pvc: Obj, name: str) -> None:
         def mutate(obj: Obj) -> Obj | None:

@@ -6,6 +6,10 @@ them).  Supported sources, as the kubelet's volume plugins:
 
 * ``emptyDir`` (``medium: Memory`` is a tmpfs mount, ``sizeLimit`` its size);
 * ``hostPath`` with the ``type`` checks (``DirectoryOrCreate`` …);
+* ``persistentVolumeClaim``: the claim must be Bound (and not being deleted);
+  its PersistentVolume's ``hostPath`` or ``local`` path is mounted, read-only
+  when the volume source says ``readOnly`` (as upstream's csi/hostpath plugins
+  AND the source's flag into every mount of it);
 * ``configMap``, ``secret``, ``downwardAPI`` and ``projected`` (configMap,
   secret, downwardAPI and ``serviceAccountToken`` sources), with ``items``,
   ``defaultMode``/``mode`` and ``optional``.
@@ -165,6 +169,7 @@ class VolumeManager:
         self.ca_pem = ca_pem
         self._tokens: dict[tuple[str, str, str], tuple[str, float, int]] = {}
         self._tmpfs: set[Path] = set()
+        self._claims: dict[tuple[str, str], Path] = {}  # (pod uid, volume) -> mounted path
 
     def pod_dir(self, uid: str) -> Path:
         return self.root / uid
@@ -193,6 +198,13 @@ class VolumeManager:
         name = vol["name"]
         if "hostPath" in vol:
             return self._host_path(vol["hostPath"])
+        if "persistentVolumeClaim" in vol:
+            # Resolved once per pod: a running pod keeps its volume even when
+            # the claim is being deleted (pvc-protection waits for the pod).
+            key = (uid, str(name))
+            if key not in self._claims:
+                self._claims[key] = self._claim(pod, vol["persistentVolumeClaim"] or {})
+            return self._claims[key]
         plugin = next((k for k in vol if k != "name"), "emptyDir")
         path: Path = self.pod_dir(uid) / "volumes" / str(plugin) / str(name)
         if plugin == "emptyDir":
@@ -218,6 +230,40 @@ class VolumeManager:
         elif kind == "Socket" and not path.is_socket():
             raise VolumeError(f"hostPath type check failed: {path} is not a socket file")
         return path
+
+    def _claim(self, pod: Obj, src: Obj) -> Path:
+        """The host path of the volume bound to the claim ``src.claimName``."""
+        ns, name = pod["metadata"]["namespace"], str(src.get("claimName") or "")
+        pvc = self.registry.try_get(
+            self.registry.catalog.get("", "v1", "persistentvolumeclaims"), ns, name
+        )
+        if pvc is None:
+            raise VolumeError(f'persistentvolumeclaim "{name}" not found')
+        if pvc["metadata"].get("deletionTimestamp"):
+            # Mirrors the kubelet's volume manager: never start with a dying claim.
+            raise VolumeError(f"can't start pod because PVC {ns}/{name} is being deleted")
+        pv_name = (pvc.get("spec") or {}).get("volumeName")
+        if not pv_name:
+            raise VolumeError(f'persistentvolumeclaim "{name}" is not bound')
+        pv = self.registry.try_get(
+            self.registry.catalog.get("", "v1", "persistentvolumes"), "", pv_name
+        )
+        if pv is None:
+            raise VolumeError(f'persistentvolume "{pv_name}" not found')
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        if ref.get("uid") != pvc["metadata"].get("uid"):
+            raise VolumeError(f'persistentvolume "{pv_name}" is bound to another claim')
+        spec = pv.get("spec") or {}
+        if "hostPath" in spec:
+            return self._host_path(spec["hostPath"] or {})
+        if "local" in spec:
+            path = Path((spec["local"] or {}).get("path") or "")
+            if not path.exists():
+                raise VolumeError(f"local volume path {path} does not exist")
+            return path
+        raise VolumeError(
+            f'persistentvolume "{pv_name}": only hostPath and local volumes are supported'
+        )
 
     def _empty_dir(self, path: Path, src: Obj) -> None:
         if path.exists():
@@ -340,6 +386,11 @@ class VolumeManager:
 
     def mounts(self, pod: Obj, container: Obj, paths: dict[str, Path]) -> list[rt.Mount]:
         out = []
+        read_only = {
+            v["name"]
+            for v in (pod.get("spec") or {}).get("volumes") or []
+            if (v.get("persistentVolumeClaim") or {}).get("readOnly")
+        }
         declared = list(container.get("volumeMounts") or [])
         if IMPLICIT_SA_VOLUME in paths and not any(
             m.get("mountPath") == SA_MOUNT_PATH for m in declared
@@ -359,7 +410,8 @@ class VolumeManager:
                 if not host.exists() and not host.is_symlink():
                     host.mkdir(parents=True, exist_ok=True)
                 host = host.resolve()
-            out.append(rt.Mount(str(host), vm["mountPath"], read_only=bool(vm.get("readOnly"))))
+            ro = bool(vm.get("readOnly")) or vm.get("name") in read_only
+            out.append(rt.Mount(str(host), vm["mountPath"], read_only=ro))
         return out
 
     def termination_log(self, uid: str, container: str, attempt: int) -> Path:
@@ -379,6 +431,8 @@ class VolumeManager:
             self._tmpfs.discard(path)
         for key in [k for k in self._tokens if k[0] == uid]:
             del self._tokens[key]
+        for claim in [k for k in self._claims if k[0] == uid]:
+            del self._claims[claim]
         shutil.rmtree(d, ignore_errors=True)
 
 

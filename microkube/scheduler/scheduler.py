@@ -30,7 +30,7 @@ from typing import Any
 from microkube import errors
 from microkube.kubelet import events
 from microkube.objects import meta
-from microkube.scheduler import binding, predicates
+from microkube.scheduler import binding, predicates, volumebinding
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ class Scheduler:
         self.retry_interval = retry_interval
         self.pods_rt = registry.catalog.get("", "v1", "pods")
         self.nodes_rt = registry.catalog.get("", "v1", "nodes")
+        self.pvcs_rt = registry.catalog.get("", "v1", "persistentvolumeclaims")
+        self.pvs_rt = registry.catalog.get("", "v1", "persistentvolumes")
+        self.classes_rt = registry.catalog.get("storage.k8s.io", "v1", "storageclasses")
         self.recorder = events.Recorder(registry, name)
         self.pods: dict[str, Obj] = {}
         self.nodes: dict[str, Obj] = {}
@@ -139,18 +142,63 @@ class Scheduler:
     def _on_node_pods(self, node: str) -> list[Obj]:
         return [p for p in self.pods.values() if (p.get("spec") or {}).get("nodeName") == node]
 
+    def _on_claim(self, etype: str, obj: Obj) -> None:
+        """A claim or volume changed: pods waiting for their claims may go on."""
+        self._generation += 1
+        self._wake.set()
+
+    def _volume_check(self, pod: Obj) -> tuple[str, list[Obj], list[str]]:
+        """VolumeBinding: (PreFilter failure, unbound delayed claims, node reasons)."""
+        if not volumebinding.claim_names(pod):
+            return "", [], []
+        ns = pod["metadata"]["namespace"]
+
+        def get_class(name: str) -> Obj | None:
+            return self.registry.try_get(self.classes_rt, "", name) if name else None
+
+        failure, delayed = volumebinding.prefilter(
+            pod, lambda n: self.registry.try_get(self.pvcs_rt, ns, n), get_class
+        )
+        if failure or not delayed:
+            return failure, [], []
+        volumes = self.registry.list(self.pvs_rt, None).items
+        return "", delayed, volumebinding.filter_claims(delayed, get_class, volumes)
+
+    async def _select_node_for_claims(self, claims: list[Obj], node: str) -> None:
+        """PreBind: tell the provisioner where the pod goes (``selected-node``)."""
+
+        def mutate(obj: Obj) -> Obj | None:
+            anns = obj["metadata"].setdefault("annotations", {})
+            if anns.get(volumebinding.SELECTED_NODE) == node:
+                return None
+            anns[volumebinding.SELECTED_NODE] = node
+            return obj
+
+        for pvc in claims:
+            m = pvc["metadata"]
+            try:
+                await self.registry.guaranteed_update(
+                    self.pvcs_rt, m["namespace"], m["name"], mutate, field_manager="kube-scheduler"
+                )
+            except errors.NotFound:
+                pass
+
     async def schedule_one(self, pod: Obj) -> bool:
         m = pod["metadata"]
         reasons: dict[str, list[str]] = {}
         fits: list[tuple[int, str]] = []
-        for name, node in sorted(self.nodes.items()):
-            r = predicates.filter_node(pod, node, self._on_node_pods(name))
+        failure, delayed, volume_reasons = self._volume_check(pod)
+        for name, node in sorted(self.nodes.items()) if not failure else ():
+            r = predicates.filter_node(pod, node, self._on_node_pods(name)) + volume_reasons
             if r:
                 reasons[name] = r
             else:
                 fits.append((_requested_share(node, self._on_node_pods(name)), name))
         if not fits:
-            message = predicates.unschedulable_message(len(self.nodes), reasons)
+            if failure and self.nodes:
+                message = f"0/{len(self.nodes)} nodes are available: {failure}."
+            else:
+                message = predicates.unschedulable_message(len(self.nodes), reasons)
             try:
                 await binding.set_scheduled_condition(
                     self.registry,
@@ -165,6 +213,11 @@ class Scheduler:
             await self.recorder.event(pod, events.WARNING, "FailedScheduling", message)
             return False
         node_name = min(fits)[1]
+        if delayed:
+            # Bound once the claims are (the provisioner reacts to selected-node,
+            # and the claim's change triggers another pass).
+            await self._select_node_for_claims(delayed, node_name)
+            return False
         try:
             new = await binding.bind(
                 self.registry, m["namespace"], m["name"], node_name, uid=m["uid"]
@@ -201,6 +254,8 @@ class Scheduler:
         watchers = [
             asyncio.create_task(self._watch(self.pods_rt, self._on_pod), name="scheduler-pods"),
             asyncio.create_task(self._watch(self.nodes_rt, self._on_node), name="scheduler-nodes"),
+            asyncio.create_task(self._watch(self.pvcs_rt, self._on_claim), name="scheduler-pvcs"),
+            asyncio.create_task(self._watch(self.pvs_rt, self._on_claim), name="scheduler-pvs"),
         ]
         try:
             while True:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from microkube.controllers import storage
-from microkube.resources.registry import Registry
+from microkube.resources.registry import DeleteOptions, Registry
 
 pytestmark = pytest.mark.anyio
 
@@ -37,6 +37,7 @@ def pod(name: str, claim_name: str) -> dict:
     return {
         "metadata": {"name": name},
         "spec": {
+            "nodeName": "node1",
             "containers": [{"name": "c", "image": "busybox"}],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim_name}}],
         },
@@ -74,7 +75,11 @@ async def test_default_class_wait_for_first_consumer_then_bound(
     assert pv["spec"]["claimRef"]["uid"] == got["metadata"]["uid"]
     path = Path(pv["spec"]["hostPath"]["path"])
     assert _isdir(path) and path.parent == tmp_path / "volumes"
-    # Deleting the claim deletes the volume and its directory (reclaimPolicy Delete).
+    # Deleting the claim (once no pod uses it) deletes the volume and its
+    # directory (reclaimPolicy Delete).
+    await registry.delete(
+        rt(registry, "pods"), "default", "p", DeleteOptions(grace_period_seconds=0)
+    )
     await registry.delete(pvcs, "default", "data")
     await ctrl.sync()
     assert registry.list(rt(registry, "persistentvolumes")).items == []

@@ -381,12 +381,24 @@ def _immutable_data(
     return causes
 
 
+def _add_finalizer(obj: dict[str, Any], name: str) -> None:
+    fins = obj.setdefault("metadata", {}).setdefault("finalizers", [])
+    if isinstance(fins, list) and name not in fins:
+        fins.append(name)
+
+
 @register("", "PersistentVolumeClaim")
 class PVCStrategy(Strategy):
     def default(self, obj: dict[str, Any]) -> None:
         spec = obj.setdefault("spec", {})
         if isinstance(spec, dict):
             spec.setdefault("volumeMode", "Filesystem")
+
+    def prepare_for_create(self, obj: dict[str, Any], reg: Any) -> None:
+        super().prepare_for_create(obj, reg)
+        # The StorageObjectInUseProtection admission plugin: the storage
+        # controller removes it once no pod uses the claim.
+        _add_finalizer(obj, "kubernetes.io/pvc-protection")
 
     def initial_status(self, obj: dict[str, Any]) -> dict[str, Any]:
         return {"phase": "Pending"}
@@ -412,6 +424,10 @@ class PVStrategy(Strategy):
         if isinstance(spec, dict):
             spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
             spec.setdefault("volumeMode", "Filesystem")
+
+    def prepare_for_create(self, obj: dict[str, Any], reg: Any) -> None:
+        super().prepare_for_create(obj, reg)
+        _add_finalizer(obj, "kubernetes.io/pv-protection")
 
     def initial_status(self, obj: dict[str, Any]) -> dict[str, Any]:
         return {"phase": "Pending"}
