@@ -63,6 +63,17 @@ def _settings(args: argparse.Namespace) -> Settings:
         s.registry.port = args.registry_port
     if getattr(args, "no_registry", False):
         s.registry.enabled = False
+    if getattr(args, "registry_bind_address", None):
+        s.registry.bind_address = args.registry_bind_address
+    if getattr(args, "registry_quota", None) is not None:
+        s.registry.quota_bytes = args.registry_quota
+    if getattr(args, "registry_tls", False):
+        s.registry.tls = True
+    if getattr(args, "registry_user", None):
+        if not args.registry_password_file:
+            raise SystemExit("error: --registry-user needs --registry-password-file")
+        s.registry.username = args.registry_user
+        s.registry.password_file = str(Path(args.registry_password_file).absolute())
     if getattr(args, "pod_cidr", None):
         s.network.pod_cidr = args.pod_cidr
     if getattr(args, "service_cidr", None):
@@ -214,7 +225,7 @@ def cmd_images(args: argparse.Namespace) -> int:
         return 0
     print(f"{'IMAGE':<50} {'DIGEST':<20} SIZE")
     for img in imports.list_images(engine):
-        print(f"localhost:{s.registry.port}/{img.repository}:{img.tag:<30} {img.digest[:19]:<20} {img.size}")
+        print(f"{s.registry.host}/{img.repository}:{img.tag:<30} {img.digest[:19]:<20} {img.size}")
     return 0
 
 
@@ -243,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--authorization", choices=["RBAC", "AlwaysAllow"], default=None)
     p.add_argument("--registry-port", type=int, default=None)
     p.add_argument("--no-registry", action="store_true", help="do not serve the built-in registry")
+    p.add_argument("--registry-bind-address", default=None, help="registry address (default 127.0.0.1)")
+    p.add_argument("--registry-quota", type=int, default=None, help="largest total blob bytes (0: no limit)")
+    p.add_argument("--registry-tls", action="store_true", help="serve the registry over HTTPS (CA: pki/ca.crt)")
+    p.add_argument("--registry-user", default=None, help="require basic auth as this user")
+    p.add_argument("--registry-password-file", default=None, help="file holding the registry password")
     p.add_argument("--pod-cidr", default=None)
     p.add_argument("--service-cidr", default=None)
     p.add_argument(

@@ -59,14 +59,24 @@ async def _start_oci(cluster: Any) -> None:
     import uvicorn
 
     from microkube.app import QuietServer
+    from microkube.kubelet import node
+    from microkube.oci import access
     from microkube.oci import app as oci_app
     from microkube.oci import gc as oci_gc
 
     s = cluster.settings.registry
+    access.warn_if_exposed(s)
     app = oci_app.create_app(
-        cluster.settings.state_dir, cluster.store.engine, quota_bytes=s.quota_bytes
+        cluster.settings.state_dir,
+        cluster.store.engine,
+        quota_bytes=s.quota_bytes,
+        auth=access.credentials(s),
     )
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    tls: dict[str, Any] = {}
+    if s.tls:
+        cert, key = access.serving_cert(cluster.pki, s, node.host_ip())
+        tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **tls)
 
     server = QuietServer(config)
     sock = oci_app.listen_socket(s.bind_address, s.port)

@@ -66,6 +66,21 @@ class RegistrySettings:
     """TCP port of the registry."""
     quota_bytes: int = 0
     """Largest total blob size in bytes; 0 means unlimited."""
+    tls: bool = False
+    """Serve HTTPS with a certificate from the instance's CA (``pki/registry.crt``)."""
+    username: str = ""
+    """With ``password_file``: require HTTP basic authentication as this user."""
+    password_file: str = ""
+    """File whose first line is the password of ``username`` (kept off the command line)."""
+
+    @property
+    def host(self) -> str:
+        """``host:port`` clients on this host push to: ``localhost:<port>`` unless bound to one address."""
+        if self.bind_address in ("127.0.0.1", "0.0.0.0", "::", "::1", "localhost", ""):
+            return f"localhost:{self.port}"
+        if ":" in self.bind_address:
+            return f"[{self.bind_address}]:{self.port}"
+        return f"{self.bind_address}:{self.port}"
 
 
 @dataclass

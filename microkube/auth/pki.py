@@ -130,29 +130,52 @@ def ensure(state_dir: Path, *, extra_ips: list[str] = (), extra_names: list[str]
     return pki
 
 
-def _server_cert_ok(pki: Pki, ips: list[str], names: list[str]) -> bool:
-    if not pki.server_cert.exists() or not pki.server_key.exists():
+def ensure_serving_cert(
+    pki: Pki, stem: str, common_name: str, *, ips: list[str], names: list[str]
+) -> tuple[Path, Path]:
+    """``<stem>.crt``/``<stem>.key`` signed by the CA with these SANs (reissued when one is
+    missing or it nears expiry); returns (cert, key) paths.  Used by the OCI registry."""
+    cert, key = pki.dir / f"{stem}.crt", pki.dir / f"{stem}.key"
+    if not _server_cert_ok(pki, ips, names, cert=cert, key=key):
+        _issue_server_cert(pki, ips, names, cert=cert, key=key, common_name=common_name)
+    return cert, key
+
+
+def _server_cert_ok(
+    pki: Pki, ips: list[str], names: list[str], *, cert: Path | None = None, key: Path | None = None
+) -> bool:
+    cert_path, key_path = cert or pki.server_cert, key or pki.server_key
+    if not cert_path.exists() or not key_path.exists():
         return False
-    cert = x509.load_pem_x509_certificate(pki.server_cert.read_bytes())
-    if cert.not_valid_after_utc < _now() + dt.timedelta(days=30):
+    loaded = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    if loaded.not_valid_after_utc < _now() + dt.timedelta(days=30):
         return False
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    san = loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     have_ips = {str(i) for i in san.get_values_for_type(x509.IPAddress)}
     have_names = set(san.get_values_for_type(x509.DNSName))
     return set(ips) <= have_ips and set(names) <= have_names
 
 
-def _issue_server_cert(pki: Pki, ips: list[str], names: list[str]) -> None:
+def _issue_server_cert(
+    pki: Pki,
+    ips: list[str],
+    names: list[str],
+    *,
+    cert: Path | None = None,
+    key: Path | None = None,
+    common_name: str = "kube-apiserver",
+) -> None:
+    cert_path, key_path = cert or pki.server_cert, key or pki.server_key
     ca_key = _load_key(pki.ca_key)
     ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
+    private = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(names)]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in dict.fromkeys(ips)]
-    cert = (
+    signed = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .public_key(private.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(_now() - dt.timedelta(minutes=5))
         .not_valid_after(_now() + dt.timedelta(days=825))
@@ -161,8 +184,8 @@ def _issue_server_cert(pki: Pki, ips: list[str], names: list[str]) -> None:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(pki.server_key, _key_pem(key))
-    _write_private(pki.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(key_path, _key_pem(private))
+    _write_private(cert_path, signed.public_bytes(serialization.Encoding.PEM))
 
 
 def issue_client_cert(

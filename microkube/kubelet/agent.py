@@ -33,6 +33,16 @@ def pod_network(settings: Any) -> tuple[str, str, str]:
     return f"{settings.instance}-pods", str(net), str(net.network_address + 1)
 
 
+def _registry_trust(settings: Any) -> dict[str, Any]:
+    """How the kubelet's Podman reaches the built-in registry (address, CA, credentials)."""
+    from microkube.oci import access
+
+    reg = settings.registry
+    ca = (settings.pki_dir / "ca.crt").read_bytes() if reg.enabled and reg.tls else None
+    auth = access.credentials(reg) if reg.enabled else None
+    return {"registry": reg.host, "registry_ca": ca, "registry_auth": auth}
+
+
 async def build_runtime(settings: Any) -> tuple[rt.ContainerRuntime, Any]:
     """The runtime and the PodmanService to close (None for fake/external)."""
     if settings.kubelet.runtime == "fake":
@@ -46,7 +56,7 @@ async def build_runtime(settings: Any) -> tuple[rt.ContainerRuntime, Any]:
         settings.state_dir,
         settings.instance,
         pod_cidr=settings.network.pod_cidr,
-        registry=f"localhost:{settings.registry.port}",
+        **_registry_trust(settings),
         existing_socket=settings.kubelet.podman_socket or None,
     )
     await asyncio.to_thread(service.start)

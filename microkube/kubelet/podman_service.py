@@ -23,6 +23,13 @@ hybrid cgroup v1 hierarchy, no systemd as PID 1):
   nproc=65536 still failed.  So we use ``nofile=16384`` and ``nproc=32768``,
   each clamped to the current hard limit.
 
+The local registry (``registry``, e.g. ``localhost:32000``) is trusted through
+a private ``HOME`` (``<state_dir>/podman/home``), which containers/image reads
+for per-registry TLS (``.config/containers/certs.d/<host:port>/ca.crt``, the
+instance CA when the registry serves TLS) and, as its fallback credential
+store, ``.docker/config.json`` (the registry's basic-auth user, if any).
+Without TLS the registry is marked ``insecure`` (plain HTTP).
+
 A supervisor thread restarts the service with exponential backoff if it dies;
 :meth:`PodmanService.close` stops it.  With ``existing_socket`` nothing is
 started or supervised: microkube uses the given socket as it is.
@@ -30,6 +37,8 @@ started or supervised: microkube uses the given socket as it is.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import resource
@@ -72,16 +81,37 @@ network_backend = "netavark"
 """
 
 
-def registries_conf(registry: str) -> str:
-    """``registries.conf``: short names resolve to docker.io; the local registry is plain HTTP."""
+def registries_conf(registry: str, *, insecure: bool = True) -> str:
+    """``registries.conf``: short names resolve to docker.io; the local registry is plain HTTP
+    unless it serves TLS."""
     return f"""# Written by microkube; do not edit (regenerated at every start).
 unqualified-search-registries = ["docker.io"]
 short-name-mode = "permissive"
 
 [[registry]]
 location = "{registry}"
-insecure = true
+insecure = {"true" if insecure else "false"}
 """
+
+
+def _write_registry_trust(
+    home: Path, registry: str, ca_pem: bytes | None, auth: tuple[str, str] | None
+) -> None:
+    """The CA and credentials of the local registry under the service's ``HOME``."""
+    certs = home / ".config" / "containers" / "certs.d"
+    shutil.rmtree(certs, ignore_errors=True)
+    if ca_pem is not None:
+        (certs / registry).mkdir(parents=True, mode=0o700)
+        (certs / registry / "ca.crt").write_bytes(ca_pem)
+    docker_config = home / ".docker" / "config.json"
+    if auth is None:
+        docker_config.unlink(missing_ok=True)
+        return
+    docker_config.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    fd = os.open(docker_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"auths": {registry: {"auth": token}}}, f)
 
 
 def storage_conf(root: Path, runroot: Path) -> str:
@@ -126,6 +156,8 @@ class PodmanService:
         *,
         pod_cidr: str,
         registry: str = "localhost:32000",
+        registry_ca: bytes | None = None,
+        registry_auth: tuple[str, str] | None = None,
         existing_socket: str | Path | None = None,
         root: Path | None = None,
         runroot: Path | None = None,
@@ -135,9 +167,14 @@ class PodmanService:
         self.pod_cidr = pod_cidr
         """Recorded for the kubelet; the network itself is made by ``ensure_network``."""
         self.registry = registry
+        self.registry_ca = registry_ca
+        """PEM of the CA that signed the registry's certificate (it serves TLS), or None."""
+        self.registry_auth = registry_auth
+        """(user, password) of the registry's basic auth, or None."""
         self.dir = Path(state_dir) / "podman"
         self.containers_conf = self.dir / "containers.conf"
         self.registries_conf = self.dir / "registries.conf"
+        self.home = self.dir / "home"
         self.storage_conf = self.dir / "storage.conf" if root else None
         self._root, self._runroot = root, runroot
         self._external = existing_socket is not None
@@ -166,6 +203,7 @@ class PodmanService:
         env = dict(os.environ)
         env["CONTAINERS_CONF"] = str(self.containers_conf)
         env["CONTAINERS_REGISTRIES_CONF"] = str(self.registries_conf)
+        env["HOME"] = str(self.home)
         if self.storage_conf is not None:
             env["CONTAINERS_STORAGE_CONF"] = str(self.storage_conf)
         return env
@@ -174,7 +212,10 @@ class PodmanService:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         manager = "systemd" if _systemd_is_init() else "cgroupfs"
         self.containers_conf.write_text(containers_conf(cgroup_manager=manager))
-        self.registries_conf.write_text(registries_conf(self.registry))
+        insecure = self.registry_ca is None
+        self.registries_conf.write_text(registries_conf(self.registry, insecure=insecure))
+        self.home.mkdir(exist_ok=True, mode=0o700)
+        _write_registry_trust(self.home, self.registry, self.registry_ca, self.registry_auth)
         if self.storage_conf is not None and self._root is not None:
             runroot = self._runroot or self.dir / "runroot"
             self.storage_conf.write_text(storage_conf(self._root, runroot))

@@ -65,7 +65,7 @@ async def _local_registry_hosting(registry: Registry, settings: Settings) -> Non
     """KEP-1755: tell tools where the built-in registry is (as MicroK8s publishes it)."""
     cm_rt = registry.catalog.get("", "v1", "configmaps")
     assert cm_rt is not None
-    host = f"localhost:{settings.registry.port}"
+    host = settings.registry.host
     data = {
         "localRegistryHosting.v1": f'host: "{host}"\nhelp: "https://github.com/kubernetes/enhancements/tree/master/keps/sig-cluster-lifecycle/generic/1755-communicating-a-local-registry"\n'
     }

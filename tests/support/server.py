@@ -150,13 +150,18 @@ def reset(srv: Server) -> None:
 
 
 @contextlib.contextmanager
-def podman_server(base: Path, *, pod_cidr: str, service_cidr: str) -> Iterator[Server]:
+def podman_server(
+    base: Path, *, pod_cidr: str, service_cidr: str, registry_args: list[str] | None = None
+) -> Iterator[Server]:
     """A real-Podman server on its own pod and service CIDRs, reset afterwards.
 
     The service CIDR must be unique too: the proxy's nft hooks see the whole
     host, so two instances on one service CIDR would answer for each other.
+    The built-in registry is off unless ``registry_args`` (e.g. ``["--registry-port",
+    str(free_port())]``) are given.
     """
-    srv = Server(base / "state", extra_args=["--no-registry", "--pod-cidr", pod_cidr, "--service-cidr", service_cidr])
+    registry = ["--no-registry"] if registry_args is None else registry_args
+    srv = Server(base / "state", extra_args=[*registry, "--pod-cidr", pod_cidr, "--service-cidr", service_cidr])
     srv.start(timeout=60)
     try:
         yield srv
