@@ -17,8 +17,8 @@ the first, with the messages kube-openapi produces and the field-error types
     spec.mode: Unsupported value: "x": supported values: "a", "b"
 
 :func:`structural_errors` is the create-time check of a CRD's schema (the
-"non-structural schema" 422). CEL (``x-kubernetes-validations``) is not
-evaluated: no maintained pure-Python CEL implementation is available.
+"non-structural schema" 422). CEL rules (``x-kubernetes-validations``) live
+in :mod:`microkube.resources.celrules`.
 """
 
 from __future__ import annotations

@@ -179,3 +179,72 @@ def test_crd_established_within_a_second(kubectl132: Kubectl) -> None:
     )
     assert accepted.stdout == "Backup"
     k("delete", "crd", "backups.stable.example.com")
+
+
+CEL_CRD = r"""
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: pools.cel.example.com
+spec:
+  group: cel.example.com
+  scope: Namespaced
+  names: {plural: pools, singular: pool, kind: Pool}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: self.minReplicas <= self.maxReplicas
+              message: minReplicas must not exceed maxReplicas
+              fieldPath: .minReplicas
+            - rule: self.maxReplicas >= oldSelf.maxReplicas
+              messageExpression: "'maxReplicas may not shrink below ' + string(oldSelf.maxReplicas)"
+            properties:
+              minReplicas: {type: integer}
+              maxReplicas: {type: integer}
+              zone:
+                type: string
+                x-kubernetes-validations:
+                - {rule: "self.lowerAscii() == self", reason: FieldValueForbidden, message: must be lower case}
+"""
+
+
+def test_crd_cel_rules(kubectl132: Kubectl) -> None:
+    k = kubectl132
+    broken = CEL_CRD.replace("self.minReplicas <= self.maxReplicas", "self.minReplicas <=")
+    refused = k("apply", "-f", "-", input=broken, check=False)
+    assert refused.returncode != 0
+    assert (
+        "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: "
+        'Invalid value: "self.minReplicas <=": compilation failed: ERROR: <input>:1:'
+    ) in refused.stderr
+    assert "Syntax error" in refused.stderr
+    k("apply", "-f", "-", input=CEL_CRD)
+    k("wait", "--for=condition=Established", "crd/pools.cel.example.com", "--timeout=10s")
+    pool = "apiVersion: cel.example.com/v1\nkind: Pool\nmetadata: {name: p}\nspec: %s\n"
+    bad = k(
+        "apply", "-f", "-", input=pool % "{minReplicas: 5, maxReplicas: 2, zone: EU}", check=False
+    )
+    assert bad.returncode != 0
+    assert 'The Pool "p" is invalid: ' in bad.stderr
+    assert (
+        'spec.minReplicas: Invalid value: "object": minReplicas must not exceed maxReplicas'
+        in bad.stderr
+    )
+    assert "spec.zone: Forbidden: must be lower case" in bad.stderr
+    k("apply", "-f", "-", input=pool % "{minReplicas: 1, maxReplicas: 4, zone: eu}")
+    shrink = k(
+        "patch", "pool", "p", "--type=merge", "-p", '{"spec":{"maxReplicas":3}}', check=False
+    )
+    assert shrink.returncode != 0
+    assert 'spec: Invalid value: "object": maxReplicas may not shrink below 4' in shrink.stderr
+    k("patch", "pool", "p", "--type=merge", "-p", '{"spec":{"maxReplicas":6}}')
+    assert k("get", "pool", "p", "-o", "jsonpath={.spec.maxReplicas}").stdout == "6"
+    k("delete", "crd", "pools.cel.example.com", "--timeout=20s")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from microkube import errors
 from microkube.objects import meta
-from microkube.resources import crdschema
+from microkube.resources import celrules, crdschema
 from microkube.resources.strategy import Strategy, register, validate_metadata
 
 if TYPE_CHECKING:
@@ -171,6 +171,7 @@ def validate_crd(obj: Obj) -> list[errors.Cause]:
             )
         else:
             causes += crdschema.structural_errors(schema, spath)
+            causes += celrules.schema_errors(schema, spath)
         for j, col in enumerate(v.get("additionalPrinterColumns") or []):
             cpath = f"{path}.additionalPrinterColumns[{j}]"
             for f in ("name", "type", "jsonPath"):
@@ -208,11 +209,18 @@ class CustomResourceStrategy(Strategy):
         self.default(out)
         return out
 
-    def validate(self, obj: Obj, reg: Registry) -> list[errors.Cause]:
+    def validate(self, obj: Obj, reg: Registry, old: Obj | None = None) -> list[errors.Cause]:
         causes = validate_metadata(obj, self, namespaced=self.rt.namespaced)
         schema = self.schema()
         if schema is not None:
             causes += crdschema.validate(obj, schema)
+            if not celrules.has_rules(schema):
+                pass
+            elif any(c.reason == "FieldValueTypeInvalid" for c in causes):
+                # Mirrors hasBlockingErr: rules cannot run on values of the wrong type.
+                causes.append(celrules.NOT_CHECKED)
+            else:
+                causes += celrules.validate(obj, old, schema)
         if causes:
             name = (obj.get("metadata") or {}).get("name", "")
             exc = errors.invalid(
@@ -223,7 +231,7 @@ class CustomResourceStrategy(Strategy):
         return []
 
     def validate_update(self, new: Obj, old: Obj, reg: Registry) -> list[errors.Cause]:
-        return self.validate(new, reg)
+        return self.validate(new, reg, old)
 
 
 _CUSTOM: dict[tuple[str, str], type[CustomResourceStrategy]] = {}
