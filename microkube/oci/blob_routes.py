@@ -123,7 +123,13 @@ async def start_upload(reg: registry.Registry, request: Request, name: str) -> R
         except errcodes.RegistryError:
             await reg.uploads.cancel(name, upload_id)
             raise
-        await reg.uploads.finish(name, upload_id, parsed, body)
+        length = registry.int_header(request, "content-length")
+        try:
+            await reg.uploads.finish(name, upload_id, parsed, body, length=length)
+        except (errcodes.RegistryError, OSError):
+            # A monolithic upload has no Location to resume from: reclaim it now.
+            await reg.uploads.discard(name, upload_id)
+            raise
         return _created(name, digest)
     offset = 0
     if registry.int_header(request, "content-length"):
@@ -174,7 +180,8 @@ async def finish_upload(
         )
         await reg.uploads.finish(name, upload_id, parsed)
     else:
-        await reg.uploads.finish(name, upload_id, parsed, registry.RequestBody(request))
+        body = registry.RequestBody(request)
+        await reg.uploads.finish(name, upload_id, parsed, body, length=length)
     return _created(name, digest)
 
 

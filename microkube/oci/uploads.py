@@ -18,6 +18,12 @@ is rolled back to its starting offset: file truncated, hash restored.
 
 Requests on one session are serialised by an ``asyncio.Lock``; a chunk whose
 ``Content-Range`` does not start at the current offset gets 416.
+
+The size quota is enforced while the body streams in: a declared length that
+cannot fit, or the first buffer that would take the stored blobs plus this
+upload past the quota, ends the request with ``DENIED`` and deletes the session
+and its file at once, without reading the rest of the body into storage.  The
+commit re-checks the quota (concurrent uploads may each have fitted alone).
 """
 
 from __future__ import annotations
@@ -125,6 +131,13 @@ class Uploads:
         async with self._lock(upload_id):
             await anyio.to_thread.run_sync(self._cancel, repository, upload_id)
 
+    async def discard(self, repository: str, upload_id: str) -> None:
+        """Cancel the session if it still exists (after a failed monolithic upload)."""
+        try:
+            await self.cancel(repository, upload_id)
+        except errcodes.RegistryError:
+            pass
+
     def _forget(self, upload_id: str) -> None:
         self._progress.pop(upload_id, None)
         self._locks.pop(upload_id, None)
@@ -193,11 +206,40 @@ class Uploads:
         async with self._lock(upload_id):
             return await self._append_locked(repository, upload_id, body, start, length)
 
+    def _quota_left(self, digest: names.Digest | None) -> int | None:
+        """Bytes the stored blobs leave under the quota; None when unlimited or for a known blob."""
+        if not self.quota_bytes:
+            return None
+        with db.read(self.engine) as conn:
+            if digest is not None and db.blob_size(conn, str(digest)) is not None:
+                return None
+            return self.quota_bytes - db.total_blob_bytes(conn)
+
+    def _over_quota(self, repository: str, upload_id: str, size: int) -> errcodes.RegistryError:
+        """Delete the session (row and file) and return the DENIED error to raise."""
+        self._cancel(repository, upload_id)
+        return errcodes.RegistryError(
+            "DENIED",
+            "registry storage quota exceeded",
+            detail={"quota": self.quota_bytes, "upload": size},
+        )
+
     async def _append_locked(
-        self, repository: str, upload_id: str, body: Body, start: int | None, length: int | None
+        self,
+        repository: str,
+        upload_id: str,
+        body: Body,
+        start: int | None,
+        length: int | None,
+        digest: names.Digest | None = None,
     ) -> int:
         offset = await anyio.to_thread.run_sync(self._offset, repository, upload_id)
         progress = await anyio.to_thread.run_sync(self._recover, upload_id, offset)
+        left = await anyio.to_thread.run_sync(self._quota_left, digest)
+        if left is not None and length is not None and progress.offset + length > left:
+            raise await anyio.to_thread.run_sync(
+                self._over_quota, repository, upload_id, progress.offset + length
+            )
         if start is not None and start != progress.offset:
             raise errcodes.RegistryError(
                 "BLOB_UPLOAD_INVALID",
@@ -217,6 +259,8 @@ class Uploads:
             buffer = bytearray()
             async for chunk in body:
                 buffer += chunk
+                if left is not None and progress.offset + len(buffer) > left:
+                    raise _QuotaExceeded(progress.offset + len(buffer))
                 if len(buffer) >= blobs.CHUNK:
                     await anyio.to_thread.run_sync(self._write, handle, progress, bytes(buffer))
                     buffer.clear()
@@ -229,6 +273,11 @@ class Uploads:
                     f"received {received} bytes, Content-Length/Range said {length}",
                 )
             await anyio.to_thread.run_sync(handle.flush)
+        except _QuotaExceeded as exc:
+            await anyio.to_thread.run_sync(handle.close)
+            raise await anyio.to_thread.run_sync(
+                self._over_quota, repository, upload_id, exc.size
+            ) from None
         except BaseException as exc:
             await anyio.to_thread.run_sync(self._rollback, handle, progress, begin, saved)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -250,7 +299,13 @@ class Uploads:
     # -- completion -------------------------------------------------------
 
     async def finish(
-        self, repository: str, upload_id: str, digest: names.Digest, body: Body | None = None
+        self,
+        repository: str,
+        upload_id: str,
+        digest: names.Digest,
+        body: Body | None = None,
+        *,
+        length: int | None = None,
     ) -> int:
         """Append an optional last chunk, verify ``digest`` and commit the blob.
 
@@ -259,7 +314,7 @@ class Uploads:
         """
         async with self._lock(upload_id):
             if body is not None:
-                await self._append_locked(repository, upload_id, body, None, None)
+                await self._append_locked(repository, upload_id, body, None, length, digest)
             offset = await anyio.to_thread.run_sync(self._offset, repository, upload_id)
             progress = await anyio.to_thread.run_sync(self._recover, upload_id, offset)
             return await anyio.to_thread.run_sync(
@@ -306,6 +361,12 @@ class Uploads:
                 conn.execute(schema.uploads.delete().where(schema.uploads.c.id == upload_id))
         self._forget(upload_id)
         return size
+
+
+class _QuotaExceeded(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
 
 
 def _hash_file(path: Path, algorithm: str) -> str:
