@@ -8,7 +8,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip      # the interpreter and venv
   podman runc conmon netavark aardvark-dns catatonit slirp4netns uidmap fuse-overlayfs  # the kubelet's runtime
   nftables iptables conntrack iproute2  # the service proxy
-  skopeo busybox-static                 # registry tests and offline test images
+  skopeo buildah busybox-static         # registry tests (real push clients) and offline test images
   curl ca-certificates git
 )
 missing=()

@@ -8,6 +8,8 @@ rootfs plus a ``COPY`` layer.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -127,3 +129,66 @@ def test_import_saved_archive(podman: Clients, registry, fmt: str) -> None:  # t
         )
     finally:
         puller.reset()
+
+
+@pytest.mark.skipif(not oci_clients.available("buildah"), reason="buildah not installed")
+def test_buildah_push_docker_format(podman: Clients, registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server, _, _ = registry
+    target = f"{server.address}/buildah/img:v1"
+    digestfile = tmp_path / "digest"
+    # Docker schema 2 on the wire (buildah converts the OCI image), blobs pushed by buildah.
+    podman.out(
+        "push", "--format", "v2s2", "--digestfile", str(digestfile), IMAGE,
+        f"docker://{target}", tool="buildah",
+    )
+    pushed = digestfile.read_text().strip()
+    r = httpx.get(
+        f"http://{server.address}/v2/buildah/img/manifests/v1",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == pushed
+    assert r.headers["Content-Type"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert len(r.json()["layers"]) == 2
+    puller = podman.fresh("buildah")
+    try:
+        puller.out("pull", "--tls-verify=false", target)
+        assert puller.out("image", "inspect", "--format", "{{.Digest}}", target) == pushed
+        original = podman.out("image", "inspect", "--format", "{{.RootFS.Layers}}", IMAGE)
+        assert puller.out("image", "inspect", "--format", "{{.RootFS.Layers}}", target) == original
+    finally:
+        puller.reset()
+
+
+def _docker_daemon() -> bool:
+    if not shutil.which("docker"):
+        return False
+    done = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(not _docker_daemon(), reason="no Docker daemon on this host")
+def test_docker_push_and_pull(podman: Clients, registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``docker push`` to 127.0.0.1:<port> (Docker trusts loopback registries over HTTP)."""
+    server, _, _ = registry
+    archive = tmp_path / "img.tar"
+    podman.out("save", "--format", "docker-archive", "-o", str(archive), IMAGE)
+    tag = f"127.0.0.1:{server.port}/docker/img:v1"
+
+    def docker(*args: str) -> str:
+        done = subprocess.run(
+            ["docker", *args], capture_output=True, text=True, timeout=180, check=False
+        )
+        assert done.returncode == 0, f"docker {args}: {done.stderr}"
+        return done.stdout
+
+    loaded = docker("load", "-i", str(archive)).strip().rsplit(" ", 1)[-1]
+    try:
+        docker("tag", loaded, tag)
+        out = docker("push", tag)
+        pushed = out.split("digest: ")[1].split()[0]
+        assert _head_digest(server.address, "docker/img", "v1") == pushed
+        docker("rmi", tag)
+        docker("pull", tag)
+        assert pushed in docker("image", "inspect", "--format", "{{json .RepoDigests}}", tag)
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag, loaded], capture_output=True, check=False)
