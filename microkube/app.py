@@ -26,6 +26,7 @@ from typing import Any
 
 import uvicorn
 
+from microkube.api import tlspeer
 from microkube.api.app import create_app
 from microkube.api.context import ApiContext
 from microkube.api.streams import upgrade
@@ -150,6 +151,7 @@ async def run(
         port=settings.api.port,
         ssl_certfile=str(cluster.pki.server_cert),
         ssl_keyfile=str(cluster.pki.server_key),
+        **tlspeer.server_options(str(cluster.pki.ca_cert)),
         log_level="warning",
         lifespan="off",
         **upgrade.uvicorn_options(),

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from microkube import errors
-from microkube.api import discovery, handlers, negotiation, requestinfo
+from microkube.api import discovery, handlers, negotiation, requestinfo, tlspeer
 from microkube.api.context import ApiContext
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class AuthMiddleware:
                     except ValueError:
                         pass
         try:
-            peer = scope.get("microkube.peer_cert")
+            peer = scope.get(tlspeer.SCOPE_KEY)
             user = (
                 self.ctx.authenticator.authenticate(headers, peer)
                 if self.ctx.authenticator

@@ -1,20 +1,29 @@
-"""Static users with bearer tokens: ``microkube add-user NAME --group G``.
+"""Additional users: ``microkube add-user NAME --group G``.
 
-Kubernetes' usual answer is a client certificate signed by the cluster CA, but
-uvicorn does not put the TLS peer certificate into the ASGI scope, so the API
-server could not read it. Instead each user gets a random bearer token,
-stored in ``<state_dir>/pki/users.json`` (mode 0600, like the admin token)::
+By default a user gets a client certificate signed by microkube's CA
+(``CN=NAME``, one ``O`` per group), as ``kubeadm kubeconfig user`` and
+MicroK8s do; ``add-user`` prints a kubeconfig embedding it
+(``client-certificate-data``/``client-key-data``).  Nothing is stored on the
+server: the API server authenticates any certificate the CA signed
+(:mod:`microkube.auth.authn`).  As upstream, such a certificate cannot be
+revoked before it expires (``--days``); take the user's permissions away
+through RBAC instead.
+
+``--token`` gives the user a random bearer token instead, stored in
+``<state_dir>/pki/users.json`` (mode 0600, like the admin token)::
 
     {"<token>": {"username": "bob", "uid": "bob", "groups": ["dev", "system:authenticated"]}}
 
 :class:`StaticUsers` is the mapping :class:`microkube.auth.authn.Authenticator`
 consults (``authenticator.static``); it re-reads the file when its mtime
-changes, so ``add-user`` takes effect on a running server without a restart.
+changes, so token users take effect on a running server without a restart,
+and ``add-user --token`` again replaces the user's token.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import secrets
@@ -102,11 +111,25 @@ class StaticUsers(Mapping[str, dict[str, Any]]):
         return len(self._current())
 
 
-def user_kubeconfig(admin_config: dict[str, Any], name: str, token: str) -> dict[str, Any]:
-    """The admin kubeconfig with the user's token instead of the admin's."""
+def user_kubeconfig(
+    admin_config: dict[str, Any],
+    name: str,
+    token: str = "",
+    *,
+    cert_pem: bytes = b"",
+    key_pem: bytes = b"",
+) -> dict[str, Any]:
+    """The admin kubeconfig with the user's token or client certificate instead of the admin's."""
     cfg: dict[str, Any] = json.loads(json.dumps(admin_config))
     cluster = cfg["clusters"][0]["name"]
-    cfg["users"] = [{"name": name, "user": {"token": token}}]
+    if cert_pem:
+        cred = {
+            "client-certificate-data": base64.b64encode(cert_pem).decode(),
+            "client-key-data": base64.b64encode(key_pem).decode(),
+        }
+    else:
+        cred = {"token": token}
+    cfg["users"] = [{"name": name, "user": cred}]
     ctx_name = f"{name}@{cluster}"
     cfg["contexts"] = [{"name": ctx_name, "context": {"cluster": cluster, "user": name}}]
     cfg["current-context"] = ctx_name
@@ -119,27 +142,39 @@ def add_cli(sub: Any, common: Any, settings: Any) -> None:
     ``common`` adds the shared --state-dir/--port options; ``settings`` turns the
     parsed arguments into :class:`microkube.settings.Settings`.
     """
-    p = sub.add_parser("add-user", help="create a user (bearer token) and print its kubeconfig")
+    p = sub.add_parser(
+        "add-user", help="create a user (client certificate, or --token) and print its kubeconfig"
+    )
     common(p)
     p.add_argument("name")
     p.add_argument("--group", action="append", default=[], help="group of the user (repeatable)")
-    p.add_argument("--token-only", action="store_true", help="print only the token")
+    p.add_argument("--days", type=int, default=365, help="certificate lifetime in days")
+    p.add_argument("--token", action="store_true", help="a bearer token instead of a certificate")
+    p.add_argument("--token-only", action="store_true", help="a bearer token; print only it")
 
     def run(args: argparse.Namespace) -> int:
         import yaml
 
         from microkube import cli
+        from microkube.auth import pki
 
         s = settings(args)
-        try:
-            token = add_user(s.pki_dir, args.name, args.group)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        if not args.name or args.name.startswith("system:"):
+            print(f"error: invalid user name {args.name!r}", file=sys.stderr)
             return 1
-        if args.token_only or not (s.pki_dir / "ca.crt").exists():
-            print(token)
-            return 0
-        cfg = user_kubeconfig(cli.kubeconfig(s), args.name, token)
+        if args.token or args.token_only:
+            token = add_user(s.pki_dir, args.name, args.group)
+            if args.token_only or not (s.pki_dir / "ca.crt").exists():
+                print(token)
+                return 0
+            cfg = user_kubeconfig(cli.kubeconfig(s), args.name, token)
+        else:
+            if not (s.pki_dir / "ca.key").exists():
+                print(f"error: no CA in {s.pki_dir}: run microkube serve once", file=sys.stderr)
+                return 1
+            groups = [g for g in args.group if g != AUTHENTICATED]
+            cert, key = pki.issue_client_cert(pki.Pki(s.pki_dir), args.name, groups, days=args.days)
+            cfg = user_kubeconfig(cli.kubeconfig(s), args.name, cert_pem=cert, key_pem=key)
         sys.stdout.write(yaml.safe_dump(cfg, sort_keys=False))
         return 0
 

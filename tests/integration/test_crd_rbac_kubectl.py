@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests.support.server import Kubectl, Server
 
@@ -134,10 +140,14 @@ def test_view_user_can_get_but_not_delete(
         capture_output=True,
         text=True,
     ).stdout
+    assert "client-certificate-data" in cfg and "token" not in cfg
     (tmp_path / "bob.kc").write_text(cfg)
     bob = Kubectl(admin.binary, tmp_path / "bob.kc", tmp_path / "bobhome")
-    who = bob("auth", "whoami").stdout
-    assert "bob" in who and "system:authenticated" in who and "devs" in who
+    who = json.loads(bob("auth", "whoami", "-o", "json").stdout)
+    assert who["status"]["userInfo"] == {
+        "username": "bob",
+        "groups": ["devs", "system:authenticated"],
+    }
     denied = bob("get", "pods", check=False)
     assert denied.returncode != 0
     assert (
@@ -248,3 +258,38 @@ def test_crd_cel_rules(kubectl132: Kubectl) -> None:
     k("patch", "pool", "p", "--type=merge", "-p", '{"spec":{"maxReplicas":6}}')
     assert k("get", "pool", "p", "-o", "jsonpath={.spec.maxReplicas}").stdout == "6"
     k("delete", "crd", "pools.cel.example.com", "--timeout=20s")
+
+
+def _add_user(server: Server, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "microkube", "add-user", *args]
+        + ["--state-dir", str(server.state_dir), "--port", str(server.port)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def test_token_users_and_foreign_certificates(
+    server: Server, kubectl132: Kubectl, tmp_path: Path
+) -> None:
+    from microkube.auth import pki
+
+    (tmp_path / "tok.kc").write_text(_add_user(server, "tina", "--token", "--group", "qa"))
+    tina = Kubectl(kubectl132.binary, tmp_path / "tok.kc", tmp_path / "tinahome")
+    who = json.loads(tina("auth", "whoami", "-o", "json").stdout)
+    assert who["status"]["userInfo"]["username"] == "tina"
+    assert who["status"]["userInfo"]["groups"] == ["qa", "system:authenticated"]
+    # A certificate from another CA fails the TLS handshake: no identity at all.
+    other = pki.ensure(tmp_path / "other")
+    cert, key = pki.issue_client_cert(other, "admin", ["system:masters"])
+    (tmp_path / "evil.crt").write_bytes(cert)
+    (tmp_path / "evil.key").write_bytes(key)
+    ctx = ssl.create_default_context(cafile=str(server.ca))
+    ctx.load_cert_chain(str(tmp_path / "evil.crt"), str(tmp_path / "evil.key"))
+    with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+        urllib.request.urlopen(server.url + "/api/v1/namespaces", context=ctx, timeout=10)
+    # One signed by our CA (here in system:masters) is an identity.
+    (tmp_path / "dan.kc").write_text(_add_user(server, "dan", "--group", "system:masters"))
+    dan = Kubectl(kubectl132.binary, tmp_path / "dan.kc", tmp_path / "danhome")
+    assert "default" in dan("get", "namespaces", "-o", "name").stdout

@@ -28,6 +28,9 @@ hides that header from the library's parser and hands it to the app in
 ``scope["subprotocols"]`` as usual (gorilla/websocket, kubectl's side, does not check
 token syntax either). Without it kubectl still works, through the SPDY fallback.
 
+Both protocol classes also copy the verified TLS client certificate into each
+request's scope (:mod:`microkube.api.tlspeer`).
+
 While upgraded, a shim stays in uvicorn's connection set so a graceful shutdown closes
 the socket instead of waiting forever for a long port-forward.
 """
@@ -42,6 +45,8 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from microkube.api import tlspeer
 
 EXTENSION = "microkube.spdy_upgrade"
 _ABORT_AFTER = 1.0  # seconds a shut-down upgraded connection gets to close cleanly
@@ -150,7 +155,14 @@ class SpdyUpgradeH11Protocol(H11Protocol):
     Use as ``uvicorn.Config(app, http=SpdyUpgradeH11Protocol, ...)``.
     """
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._peer_cert = tlspeer.peer_certificate(transport)
+
     def _should_upgrade(self) -> bool:
+        # Called for every request right after uvicorn builds its scope.
+        if self._peer_cert:
+            self.scope[tlspeer.SCOPE_KEY] = self._peer_cert  # type: ignore[literal-required]
         if self._get_upgrade() == b"spdy/3.1":
             extensions = self.scope.setdefault("extensions", {})
             extensions[EXTENSION] = {"accept": self._accept_upgrade}
@@ -202,6 +214,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         offered = [token.strip() for value in raw for token in value.split(",") if token.strip()]
         if all(set(token) <= _TOKEN_CHARS for token in offered):
             super().handle_connect(event)
+            self._add_peer_cert()
             return
         del event.headers["Sec-WebSocket-Protocol"]
         super().handle_connect(event)
@@ -212,6 +225,13 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             scope["headers"] = list(scope["headers"]) + [
                 (b"sec-websocket-protocol", value.encode("latin-1")) for value in raw
             ]
+        self._add_peer_cert()
+
+    def _add_peer_cert(self) -> None:
+        scope = getattr(self, "scope", None)
+        cert = tlspeer.peer_certificate(getattr(self, "transport", None))
+        if scope is not None and cert:
+            scope[tlspeer.SCOPE_KEY] = cert
 
 
 def uvicorn_options() -> dict[str, Any]:
