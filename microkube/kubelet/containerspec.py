@@ -36,43 +36,73 @@ class ConfigError(Exception):
     """The container cannot be configured (``CreateContainerConfigError``)."""
 
 
-def _env_name(svc: str) -> str:
-    return re.sub(r"[^A-Z0-9_]", "_", svc.upper().replace("-", "_"))
+def _env_name(name: str) -> str:
+    """Mirrors envvars.go ``makeEnvVariableName``: upper case, ``-`` → ``_``."""
+    return re.sub(r"[^A-Z0-9_]", "_", name.upper().replace("-", "_"))
 
 
-def _service_vars(svc: Obj) -> dict[str, str]:
-    spec = svc.get("spec") or {}
-    ip = spec.get("clusterIP")
-    ports = spec.get("ports") or []
-    if not ip or ip == "None" or not ports:
+def _has_cluster_ip(svc: Obj) -> bool:
+    """Mirrors ``IsServiceIPSet``: neither empty nor ``None`` (headless, ExternalName)."""
+    ip = (svc.get("spec") or {}).get("clusterIP")
+    return bool(ip) and ip != "None" and bool((svc.get("spec") or {}).get("ports"))
+
+
+def service_vars(svc: Obj) -> dict[str, str]:
+    """The Docker-link variables of one Service (mirrors envvars.go ``FromServices``).
+
+    ``<SVC>_SERVICE_HOST``, ``<SVC>_SERVICE_PORT`` (first port) and
+    ``<SVC>_SERVICE_PORT_<NAME>`` for each named port; then ``<SVC>_PORT``
+    (first port) and, per port, ``<SVC>_PORT_<port>_<PROTO>`` with its
+    ``_PROTO``, ``_PORT`` and ``_ADDR``.  IPv6 addresses are bracketed in URLs
+    (``net.JoinHostPort``).
+    """
+    if not _has_cluster_ip(svc):
         return {}
+    spec = svc["spec"]
+    ip, ports = str(spec["clusterIP"]), spec["ports"]
     name = _env_name(svc["metadata"]["name"])
+    host = f"[{ip}]" if ":" in ip else ip
     out = {f"{name}_SERVICE_HOST": ip, f"{name}_SERVICE_PORT": str(ports[0]["port"])}
     for p in ports:
         if p.get("name"):
             out[f"{name}_SERVICE_PORT_{_env_name(p['name'])}"] = str(p["port"])
-    first = ports[0]
-    proto = str(first.get("protocol") or "TCP").lower()
-    out[f"{name}_PORT"] = f"{proto}://{ip}:{first['port']}"
-    for p in ports:
+    for i, p in enumerate(ports):
         proto = str(p.get("protocol") or "TCP")
+        url = f"{proto.lower()}://{host}:{p['port']}"
+        if i == 0:
+            out[f"{name}_PORT"] = url  # Docker special-cases the first port
         base = f"{name}_PORT_{p['port']}_{proto.upper()}"
-        out[base] = f"{proto.lower()}://{ip}:{p['port']}"
+        out[base] = url
         out[f"{base}_PROTO"] = proto.lower()
         out[f"{base}_PORT"] = str(p["port"])
         out[f"{base}_ADDR"] = ip
     return out
 
 
+MASTER_SERVICES = ("kubernetes",)
+"""Services of ``default`` every pod sees, even with ``enableServiceLinks: false``."""
+
+
 def service_env(registry: Any, namespace: str, *, links: bool) -> dict[str, str]:
+    """Mirrors kubelet_pods.go ``getServiceEnvVarMap``.
+
+    The master services of ``default`` always; with ``links`` every Service of
+    the pod's namespace with a ClusterIP, where a Service of the pod's own
+    namespace wins over a master service of the same name.
+    """
     svc_rt = registry.catalog.get("", "v1", "services")
-    out: dict[str, str] = {}
-    master = registry.try_get(svc_rt, "default", "kubernetes")
+    chosen: dict[str, Obj] = {}
+    for name in MASTER_SERVICES:
+        master = registry.try_get(svc_rt, "default", name)
+        if master is not None and _has_cluster_ip(master):
+            chosen[name] = master
     if links:
         for svc in registry.list(svc_rt, namespace).items:
-            out.update(_service_vars(svc))
-    if master is not None:
-        out.update(_service_vars(master))
+            if _has_cluster_ip(svc):
+                chosen[svc["metadata"]["name"]] = svc
+    out: dict[str, str] = {}
+    for svc in chosen.values():
+        out.update(service_vars(svc))
     return out
 
 
