@@ -13,7 +13,9 @@ driven by data:
 * ``MICROKUBE_FAKE_EXIT_CODE``: that exit code (default 0);
 * ``MICROKUBE_FAKE_STOP_EXIT_CODE``: exit code when stopped (default 0, a
   process that handles SIGTERM);
-* ``MICROKUBE_FAKE_EXEC_EXIT_CODE``: what ``exec_sync`` returns (default 0).
+* ``MICROKUBE_FAKE_EXEC_EXIT_CODE``: what ``exec_sync`` returns (default 0),
+  which is also the outcome of ``httpGet`` and ``tcpSocket`` probes: there is
+  no pod network to probe (``simulated_network``).
 
 Images are "pulled" instantly unless listed in ``unpullable``; with policy
 ``Never`` only images pulled before or listed in ``preloaded`` are present.
@@ -101,6 +103,9 @@ class EchoSession:
 
 class FakeRuntime:
     """In-memory containers; see the module docstring for the knobs."""
+
+    #: Network probes are answered like exec probes (see probes.run).
+    simulated_network = True
 
     def __init__(
         self,

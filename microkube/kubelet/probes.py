@@ -158,6 +158,13 @@ async def run(
                 return True, ""
             text = (out + err).decode(errors="replace").strip()
             return False, text or f"command {cmd!r} exited with {code}"
+        if ("httpGet" in probe or "tcpSocket" in probe) and getattr(
+            runtime, "simulated_network", False
+        ):
+            # Simulated pods have no network to probe (kwok treats such probes
+            # as passing); they answer as the runtime's exec probes do.
+            code, _, _ = await runtime.exec_sync(container_id, [], timeout)
+            return code == 0, "" if code == 0 else f"simulated probe failed with {code}"
         if "httpGet" in probe:
             return await asyncio.wait_for(_http(probe["httpGet"], pod_ip, container), timeout)
         if "tcpSocket" in probe:

@@ -185,3 +185,31 @@ def test_normalize_image() -> None:
     for bad in ("", "Nginx", "a b", "x:", "a@sha256:zz"):
         with pytest.raises(rt.ImagePullError):
             n(bad)
+
+
+def test_network_probes_are_simulated() -> None:
+    """Simulated pods have no network: httpGet/tcpSocket probes answer like exec ones."""
+    from microkube.kubelet import probes
+
+    r = fake.FakeRuntime("mk")
+
+    async def body() -> None:
+        await r.ensure_network("mk-pods", "10.5.0.0/24", "10.5.0.1")
+        await r.pull_image("nginx")
+        sb = await r.create_pod_sandbox(
+            rt.PodSandboxConfig(uid="u1", namespace="ns", name="p", network="mk-pods")
+        )
+        good = await r.create_container(sb.id, rt.ContainerConfig("good", "nginx"))
+        env = {fake.EXEC_EXIT_CODE: "1"}
+        bad = await r.create_container(sb.id, rt.ContainerConfig("bad", "nginx", env=env))
+        for cid in (good, bad):
+            await r.start_container(cid)
+        http = {"httpGet": {"path": "/", "port": 80}}
+        tcp = {"tcpSocket": {"port": 80}}
+        for probe in (http, tcp):
+            kw = {"runtime": r, "pod_ip": sb.ip, "container": {}, "timeout": 1.0}
+            assert (await probes.run(probe, container_id=good, **kw))[0]
+            ok, msg = await probes.run(probe, container_id=bad, **kw)
+            assert not ok and msg
+
+    run(body())

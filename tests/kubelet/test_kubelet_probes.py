@@ -48,6 +48,7 @@ async def test_runners(anyio_backend: str) -> None:
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     runtime = FakeRuntime("t")
+    runtime.simulated_network = False  # real HTTP/TCP probes against the local server
     kw = {"runtime": runtime, "container_id": "x", "pod_ip": "127.0.0.1", "timeout": 2.0}
     container = {"ports": [{"name": "http", "containerPort": port}]}
     try:
