@@ -37,11 +37,12 @@ async def start_all(cluster: Any) -> None:
 def _start_network(cluster: Any) -> None:
     """Service proxy (nftables) and cluster DNS: only with real pods, unless configured.
 
-    ``settings.network.proxy`` (default: runtime is podman) keeps the fake-runtime
-    test servers from touching the host's nftables or port 53.
+    ``settings.network.proxy`` (default ``None``: runtime is podman) keeps the
+    fake-runtime test servers from touching the host's nftables or port 53.
     """
     s = cluster.settings
-    if not getattr(s.network, "proxy", s.kubelet.runtime == "podman"):
+    proxy = s.network.proxy
+    if not (s.kubelet.runtime == "podman" if proxy is None else proxy):
         return
     from microkube.dns import component as dns
     from microkube.netproxy import apply, proxier

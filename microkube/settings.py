@@ -54,6 +54,15 @@ class NetworkSettings:
     """Inclusive NodePort range."""
     cluster_domain: str = "cluster.local"
     """DNS suffix of in-cluster names."""
+    proxy: bool | None = None
+    """Run the service proxy (nftables) and the cluster DNS.  ``None``: only when
+    the kubelet runs real containers (runtime "podman"), so fake-runtime servers
+    never touch the host's nftables or port 53."""
+    localhost_nodeports: bool = True
+    """NodePorts also answer on 127.0.0.1 (needs route_localnet on the pod bridge only)."""
+    dns_address: str = ""
+    """Address the cluster DNS listens on (UDP and TCP port 53); empty: the pod
+    network's gateway, the first address of ``pod_cidr``, never 0.0.0.0."""
 
 
 @dataclass

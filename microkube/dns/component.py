@@ -27,7 +27,9 @@ DNS_PORT = 53
 
 
 def dns_address(settings: Any) -> str:
-    """The pod network gateway (first address of the pod CIDR)."""
+    """``network.dns_address``, else the pod network gateway (first address of the pod CIDR)."""
+    if settings.network.dns_address:
+        return str(settings.network.dns_address)
     net = ipaddress.ip_network(settings.network.pod_cidr, strict=False)
     return str(net.network_address + 1)
 

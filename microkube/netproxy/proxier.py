@@ -156,7 +156,7 @@ def localize_api(ports: list[model.ServicePort], settings: Any) -> list[model.Se
 def config_for(settings: Any) -> rules.ProxyConfig:
     return rules.ProxyConfig(
         table=rules.table_name(settings.instance),
-        localhost_nodeports=bool(getattr(settings.network, "localhost_nodeports", True)),
+        localhost_nodeports=settings.network.localhost_nodeports,
     )
 
 

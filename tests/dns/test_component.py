@@ -137,3 +137,12 @@ async def test_cache_forgets_objects_deleted_while_the_watch_was_down() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def test_listen_address_is_the_pod_gateway_unless_configured() -> None:
+    s = Settings()
+    s.network.pod_cidr, s.network.service_cidr = "10.9.0.0/16", "10.10.0.0/24"
+    assert component.dns_address(s) == "10.9.0.1"
+    assert component.dns_service_ip(s) == "10.10.0.10"
+    s.network.dns_address = "192.0.2.53"
+    assert component.dns_address(s) == "192.0.2.53"

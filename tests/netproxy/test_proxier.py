@@ -97,5 +97,7 @@ async def test_follows_services_and_slices(registry: Registry) -> None:
 def test_config_from_settings() -> None:
     from microkube.settings import Settings
 
-    cfg = proxier.config_for(Settings(instance="mk-42"))
-    assert cfg == rules.ProxyConfig(table="mk_42", localhost_nodeports=True)
+    s = Settings(instance="mk-42")
+    assert proxier.config_for(s) == rules.ProxyConfig(table="mk_42", localhost_nodeports=True)
+    s.network.localhost_nodeports = False
+    assert proxier.config_for(s).localhost_nodeports is False
