@@ -12,7 +12,8 @@ returned by :meth:`microkube.kubelet.podman_service.PodmanService.env`
 (``CONTAINERS_CONF`` and ``CONTAINERS_REGISTRIES_CONF`` pointing at the files
 under ``<state_dir>/podman/``), so that the image lands in the storage the
 service uses.  The import is idempotent and cheap (~0.1 s); callers cache it per
-session.
+session.  :func:`curl_image` adds the host's dynamically linked ``curl`` and
+``getent`` with their libraries, for clients that resolve names through glibc.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 BUSYBOX_IMAGE = "localhost/mk-busybox:test"
+CURL_IMAGE = "localhost/mk-curl:test"
 _BUSYBOX = Path("/bin/busybox")
 _PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
@@ -40,8 +42,8 @@ def _applets() -> list[str]:
     return [a for a in out.stdout.split() if a and a != "busybox"]
 
 
-def busybox_rootfs_tar() -> bytes:
-    """A tar of a minimal root filesystem around the host's static busybox."""
+def busybox_rootfs_tar(extra: Mapping[str, bytes] | None = None) -> bytes:
+    """A tar of a minimal root filesystem around the host's static busybox (plus ``extra`` files)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
 
@@ -65,15 +67,60 @@ def busybox_rootfs_tar() -> bytes:
             tar.addfile(info)
         add_file("etc/passwd", _PASSWD.encode())
         add_file("etc/group", _GROUP.encode())
+        dirs = {"bin", "etc", "root", "proc", "sys", "dev", "var", "usr", "usr/bin", "tmp"}
+        for name, data in sorted((extra or {}).items()):
+            parts = name.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d not in dirs:
+                    dirs.add(d)
+                    add_dir(d)
+            add_file(name, data, 0o644 if name.startswith("etc/") else 0o755)
     return buf.getvalue()
 
 
-def busybox_image(env: Mapping[str, str] | None = None, *, tag: str = BUSYBOX_IMAGE) -> str:
-    """Import the busybox image into the storage seen with ``env``; return its name."""
+def curl_available() -> bool:
+    tools = ("curl", "getent", "ldd")
+    return busybox_available() and all(shutil.which(t) is not None for t in tools)
+
+
+def _with_libraries(binary: str) -> dict[str, bytes]:
+    """``binary`` at its host path plus every shared library ``ldd`` lists (dereferenced)."""
+    files = {binary.lstrip("/"): Path(binary).read_bytes()}
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        path = line.split("=>")[-1].split("(")[0].strip()
+        if path.startswith("/"):
+            files[path.lstrip("/")] = Path(path).read_bytes()
+    return files
+
+
+def curl_image(env: Mapping[str, str] | None = None) -> str:
+    """busybox plus the host's dynamically linked ``curl`` and ``getent``.
+
+    Unlike the static busybox applets (busybox ``nslookup`` applies the search
+    list only to names without a dot), glibc's resolver honours the pod's
+    resolv.conf (``search`` list, ``ndots:5``) exactly as a real image does.
+    """
+    extra = _with_libraries(shutil.which("curl") or "/usr/bin/curl")
+    extra.update(_with_libraries(shutil.which("getent") or "/usr/bin/getent"))
+    libc = next(name for name in extra if name.endswith("/libc.so.6"))
+    for nss in ("libnss_dns.so.2", "libnss_files.so.2"):  # dlopen()ed, so not in ldd's list
+        path = Path("/", libc).parent / nss
+        if path.exists():
+            extra[str(path).lstrip("/")] = path.read_bytes()
+    extra["etc/nsswitch.conf"] = b"hosts: files dns\n"
+    return busybox_image(env, tag=CURL_IMAGE, rootfs=busybox_rootfs_tar(extra))
+
+
+def busybox_image(
+    env: Mapping[str, str] | None = None, *, tag: str = BUSYBOX_IMAGE, rootfs: bytes | None = None
+) -> str:
+    """Import the busybox image (or ``rootfs``) into the storage seen with ``env``; return its name."""
     full_env = dict(os.environ if env is None else env)
     subprocess.run(
         ["podman", "import", "--change", 'CMD ["/bin/sh"]', "-", tag],
-        input=busybox_rootfs_tar(),
+        input=busybox_rootfs_tar() if rootfs is None else rootfs,
         env=full_env,
         capture_output=True,
         check=True,
