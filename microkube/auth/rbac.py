@@ -17,9 +17,14 @@ ClusterRoles with an ``aggregationRule`` take the rules of every ClusterRole
 their selectors match, computed at evaluation time (transitively: ``admin``
 includes ``edit`` includes ``view``), so the result never lags a role change.
 
-The RBAC objects are read through the registry and cached per store
-revision: authorization never writes and costs one dict lookup when nothing
-changed.
+The RBAC objects are read through the registry into a :class:`Snapshot`,
+rebuilt only when a Role, ClusterRole or binding changes: the authorizer
+keeps one store watcher per RBAC resource and drains it (without waiting) on
+each request, so writes to other kinds cost nothing.  Decisions are memoized
+per snapshot, keyed by the request's attributes (without the object name when
+no rule of the user lists ``resourceNames``), and so is the list of bindings
+that name a user: a repeated request costs one dict lookup
+(``bench/bench_rbac.py``).
 """
 
 from __future__ import annotations
@@ -187,6 +192,9 @@ class Snapshot:
         for b in items("rolebindings"):
             self.bindings.setdefault(b["metadata"].get("namespace", ""), []).append(b)
         self._aggregated: dict[str, list[Obj]] = {}
+        self._applicable: dict[tuple[str, tuple[str, ...], str], list[tuple[str, Obj, list[Obj]]]]
+        self._applicable = {}
+        self._uses_names: dict[tuple[str, tuple[str, ...], str], bool] = {}
 
     def cluster_role_rules(self, name: str, seen: frozenset[str] = frozenset()) -> list[Obj]:
         cached = self._aggregated.get(name)
@@ -224,7 +232,28 @@ class Snapshot:
     def applicable(
         self, user: str, groups: tuple[str, ...], namespace: str
     ) -> list[tuple[str, Obj, list[Obj]]]:
-        """(description, binding, rules) of every binding that names this user."""
+        """(description, binding, rules) of every binding that names this user (memoized)."""
+        key = (user, groups, namespace)
+        found = self._applicable.get(key)
+        if found is None:
+            found = self._applicable[key] = self._find_applicable(user, groups, namespace)
+        return found
+
+    def uses_names(self, user: str, groups: tuple[str, ...], namespace: str) -> bool:
+        """Whether any rule applying to this user has ``resourceNames`` (memoized)."""
+        key = (user, groups, namespace)
+        found = self._uses_names.get(key)
+        if found is None:
+            found = self._uses_names[key] = any(
+                r.get("resourceNames")
+                for _, _, rules in self.applicable(user, groups, namespace)
+                for r in rules
+            )
+        return found
+
+    def _find_applicable(
+        self, user: str, groups: tuple[str, ...], namespace: str
+    ) -> list[tuple[str, Obj, list[Obj]]]:
         out = []
         for b in self.cluster_bindings:
             if any(subject_matches(s, user, groups, "") for s in b.get("subjects") or []):
@@ -237,19 +266,39 @@ class Snapshot:
         return out
 
 
+_PLURALS = ("clusterroles", "roles", "clusterrolebindings", "rolebindings")
+_MAX_DECISIONS = 10_000
+
+
 class RBACAuthorizer:
     """The ``ctx.authorizer`` of an RBAC cluster (see :mod:`microkube.api.app`)."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self._revision = -1
         self._snapshot: Snapshot | None = None
+        self._watchers: list[Any] = []
+        self._decisions: dict[tuple[Any, ...], tuple[bool, str]] = {}
+
+    def _changed(self) -> bool:
+        """Whether an RBAC object changed since the snapshot (drains the watchers)."""
+        changed = False
+        for w in self._watchers:
+            if w.drain():
+                changed = True
+            if w.ended:
+                changed = True
+        return changed
 
     def snapshot(self) -> Snapshot:
-        rev = self.registry.store.revision
-        if self._snapshot is None or rev != self._revision:
+        if self._snapshot is None or self._changed():
+            for w in self._watchers:
+                w.close()
+            store, cat = self.registry.store, self.registry.catalog
+            # Watch first, then read: no change can fall between the two.
+            prefixes = [rt.prefix() for p in _PLURALS if (rt := cat.get(RBAC, "v1", p))]
+            self._watchers = [store.watch(prefix, store.revision) for prefix in prefixes]
             self._snapshot = Snapshot(self.registry)
-            self._revision = rev
+            self._decisions = {}
         return self._snapshot
 
     def decide(self, attrs: Attributes) -> tuple[bool, str]:
@@ -257,6 +306,22 @@ class RBACAuthorizer:
         if MASTERS in attrs.groups:
             return True, ""
         snap = self.snapshot()
+        a = attrs
+        if not a.resource_request:
+            key: tuple[Any, ...] = (a.user, a.groups, a.verb, a.path)
+        else:
+            # No rule of this user naming objects: the decision is the same for every name.
+            name = a.name if snap.uses_names(a.user, a.groups, a.namespace) else ""
+            key = (a.user, a.groups, a.verb, a.group, a.resource, a.subresource, a.namespace, name)
+        cached = self._decisions.get(key)
+        if cached is None:
+            cached = self._decide(snap, attrs)
+            if len(self._decisions) >= _MAX_DECISIONS:
+                self._decisions.clear()
+            self._decisions[key] = cached
+        return cached
+
+    def _decide(self, snap: Snapshot, attrs: Attributes) -> tuple[bool, str]:
         for what, binding, rules in snap.applicable(attrs.user, attrs.groups, attrs.namespace):
             for rule in rules:
                 if rule_allows(rule, attrs):

@@ -79,6 +79,17 @@ class Watcher:
         self._buffer.clear()
         self.end()
 
+    @property
+    def ended(self) -> bool:
+        """No more events will arrive (overflow, close, or the store is closing)."""
+        return self._ended
+
+    def drain(self) -> list[api.Event]:
+        """Take the buffered events without waiting (synchronous cache invalidation)."""
+        out = list(self._buffer)
+        self._buffer.clear()
+        return out
+
     def __aiter__(self) -> Watcher:
         return self
 

@@ -270,3 +270,38 @@ async def test_aggregation_controller_writes_rules(registry: Registry) -> None:
     await registry.delete(roles, "", "extra")
     await aggregation.sync_all(registry)
     assert registry.get(roles, "", "view")["rules"] == view
+
+
+async def test_decisions_follow_rbac_changes_only(registry: Registry) -> None:
+    authz = rbac.RBACAuthorizer(registry)
+    path = "/api/v1/namespaces/default/configmaps/c"
+    await registry.create(
+        rt(registry, "roles"),
+        "default",
+        {
+            "metadata": {"name": "cm"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        },
+    )
+    await bind(
+        registry, "RoleBinding", "b", "Role", "cm", [{"kind": "User", "name": "bob"}], "default"
+    )
+    assert check(authz, BOB, "GET", path) == "allowed"
+    snap = authz.snapshot()
+    # Writes to other kinds keep the snapshot (and the memoized decisions).
+    cms = registry.catalog.get("", "v1", "configmaps")
+    assert cms is not None
+    await registry.create(cms, "default", {"metadata": {"name": "c"}})
+    assert authz.snapshot() is snap
+    # Changing the Role's rules takes effect at once ...
+    role = registry.get(rt(registry, "roles"), "default", "cm")
+    role["rules"][0]["verbs"] = ["list"]
+    await registry.update(rt(registry, "roles"), "default", "cm", role)
+    assert check(authz, BOB, "GET", path).startswith('configmaps "c" is forbidden')
+    role = registry.get(rt(registry, "roles"), "default", "cm")
+    role["rules"][0]["verbs"] = ["get"]
+    await registry.update(rt(registry, "roles"), "default", "cm", role)
+    assert check(authz, BOB, "GET", path) == "allowed"
+    # ... and so does deleting the binding.
+    await registry.delete(rt(registry, "rolebindings"), "default", "b")
+    assert check(authz, BOB, "GET", path).startswith('configmaps "c" is forbidden')
