@@ -9,29 +9,33 @@ Measures, on one disk (the temp dir):
 * a raw ``cp`` of the same bytes, as the disk's ceiling;
 * manifest GET latency (p50/p99) over 1000 sequential requests.
 
-The registry runs in uvicorn on 127.0.0.1:<random port> in a thread, like the
-real composition root.  Run from the repository root:
-``python -m bench.bench_registry [--mb 200]`` (or with ``PYTHONPATH=.``).
+The registry runs in uvicorn on 127.0.0.1:<random port> in its own process
+(as in ``microkube serve``), so the Python client does not share its GIL.
+``--profile FILE`` writes the server's cProfile stats.  Run from the
+repository root: ``python -m bench.bench_registry [--mb 200]`` (or with
+``PYTHONPATH=.``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
 from microkube.oci import app as oci_app
 from microkube.store import engine as store_engine
-from tests.oci.conftest import Server
 
 LAYER_MT = "application/vnd.oci.image.layer.v1.tar"
 
@@ -122,21 +126,57 @@ def bench_http(base: str, layers: list[Path], work: Path, repo: str) -> dict[str
     return {"push_s": push, "pull_s": pull, "bytes": total}
 
 
+def bench_curl(base: str, layers: list[Path], work: Path, repo: str) -> None:
+    """Push and pull with curl: a client that is not the bottleneck (C, no GIL).
+
+    Push is a monolithic POST per layer (what the registry does per blob is the
+    same for every client: stream to disk, hash, fsync, rename); pull is a GET
+    of every blob to a file.
+    """
+    if not shutil.which("curl"):
+        print("curl       (not installed)")
+        return
+    digests = [_sha256(p) for p in layers]
+    total = sum(p.stat().st_size for p in layers)
+    t0 = time.perf_counter()
+    for digest, path in zip(digests, layers, strict=True):
+        url = f"{base}/v2/{repo}/blobs/uploads?digest={digest}"
+        subprocess.run(
+            ["curl", "-sf", "-o", "/dev/null", "-X", "POST", "-T", str(path), "-H", "Expect:",
+             "-H", "Content-Type: application/octet-stream", url],
+            check=True,
+        )
+    push = time.perf_counter() - t0
+    out = work / "pulled-curl"
+    out.mkdir()
+    t0 = time.perf_counter()
+    for i, digest in enumerate(digests):
+        subprocess.run(
+            ["curl", "-sf", "-o", str(out / f"l{i}"), f"{base}/v2/{repo}/blobs/{digest}"],
+            check=True,
+        )
+    pull = time.perf_counter() - t0
+    shutil.rmtree(out)
+    print(f"curl push  {_mbps(total, push)}")
+    print(f"curl pull  {_mbps(total, pull)}")
+
+
 def bench_cp(layers: list[Path], work: Path) -> float:
+    """``cp`` of the layers, then ``sync`` of those files only (the registry fsyncs each blob)."""
     dest = work / "cp"
     dest.mkdir()
     total = sum(p.stat().st_size for p in layers)
     t0 = time.perf_counter()
     for p in layers:
         subprocess.run(["cp", str(p), str(dest / p.name)], check=True)
-    subprocess.run(["sync"], check=True)
+    subprocess.run(["sync", *(str(dest / p.name) for p in layers)], check=True)
     seconds = time.perf_counter() - t0
     shutil.rmtree(dest)
     print(f"raw cp     {_mbps(total, seconds)}")
     return seconds
 
 
-def bench_skopeo(address: str, layers: list[Path], work: Path) -> None:
+def bench_skopeo(address: str, layers: list[Path], work: Path, repo: str) -> None:
     if not shutil.which("skopeo"):
         print("skopeo     (not installed)")
         return
@@ -176,7 +216,7 @@ def bench_skopeo(address: str, layers: list[Path], work: Path) -> None:
             "-q",
             "--dest-tls-verify=false",
             f"oci:{layout}:latest",
-            f"docker://{address}/bench/skopeo:latest",
+            f"docker://{address}/{repo}:latest",
         ],
         check=True,
         env=env,
@@ -189,13 +229,15 @@ def bench_skopeo(address: str, layers: list[Path], work: Path) -> None:
             "copy",
             "-q",
             "--src-tls-verify=false",
-            f"docker://{address}/bench/skopeo:latest",
+            f"docker://{address}/{repo}:latest",
             f"oci:{work / 'pulled-layout'}:latest",
         ],
         check=True,
         env=env,
     )
     pull = time.perf_counter() - t0
+    shutil.rmtree(layout)
+    shutil.rmtree(work / "pulled-layout")
     print(f"skopeo push{_mbps(total, push)}")
     print(f"skopeo pull{_mbps(total, pull)}")
 
@@ -219,26 +261,93 @@ def bench_manifest_latency(base: str, repo: str, count: int = 1000) -> None:
     )
 
 
+def serve(work: Path, port_file: Path, profile: str | None) -> None:
+    """The registry alone in this process until SIGTERM (the ``--serve`` mode)."""
+    import asyncio
+    import cProfile
+    import signal
+
+    import uvicorn
+
+    engine = store_engine.create_engine(work / "state.db")
+    store_engine.migrate(engine)
+    sock = oci_app.listen_socket("127.0.0.1", 0)
+    config = uvicorn.Config(
+        oci_app.create_app(work, engine), log_level="warning", lifespan="off", access_log=False
+    )
+    server = uvicorn.Server(config)
+    port_file.write_text(str(sock.getsockname()[1]))
+    profiler = cProfile.Profile() if profile else None
+
+    async def run() -> None:
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGTERM, lambda: setattr(server, "should_exit", True)
+        )
+        await server.serve(sockets=[sock])
+
+    if profiler:
+        profiler.enable()
+    asyncio.run(run())
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    engine.dispose()
+
+
+@contextlib.contextmanager
+def registry_process(work: Path, profile: str | None) -> Iterator[str]:
+    port_file = work / "port"
+    cmd = [sys.executable, "-m", "bench.bench_registry", "--serve", str(work)]
+    if profile:
+        cmd += ["--profile", profile]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "registry did not start"
+            time.sleep(0.05)
+        address = f"127.0.0.1:{port_file.read_text()}"
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"http://{address}/v2/")
+                break
+            time.sleep(0.05)
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=int, default=200, help="image size in MB")
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="repetitions (the host may be busy)")
+    parser.add_argument("--profile", default=None, help="write the server's cProfile stats here")
+    parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve(Path(args.serve), Path(args.serve) / "port", args.profile)
+        return
     with tempfile.TemporaryDirectory(prefix="mk-bench-", dir=os.environ.get("TMPDIR")) as tmp:
         work = Path(tmp)
-        engine = store_engine.create_engine(work / "state.db")
-        store_engine.migrate(engine)
         src = work / "src"
         src.mkdir()
         layers = _make_layers(src, args.mb, args.layers)
-        with Server(oci_app.create_app(work, engine)) as server:
-            base = f"http://{server.address}"
-            print(f"{args.mb} MB in {args.layers} layers, registry at {server.address}, dir {work}")
-            bench_cp(layers, work)
-            bench_http(base, layers, work, "bench/http")
-            bench_skopeo(server.address, layers, work)
-            bench_manifest_latency(base, "bench/http")
-        engine.dispose()
+        with registry_process(work, args.profile) as address:
+            base = f"http://{address}"
+            print(f"{args.mb} MB in {args.layers} layers, registry at {address}, dir {work}")
+            for i in range(args.rounds):
+                if i:  # fresh bytes: a re-pushed blob takes the cheaper known-blob path
+                    shutil.rmtree(src)
+                    src.mkdir()
+                    layers = _make_layers(src, args.mb, args.layers)
+                print(f"-- round {i + 1}")
+                bench_cp(layers, work)
+                bench_curl(base, layers, work, f"bench/curl{i}")
+                bench_http(base, layers, work, f"bench/http{i}")
+                bench_skopeo(address, layers, work, f"bench/skopeo{i}")
+            bench_manifest_latency(base, "bench/http0")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ commit re-checks the quota (concurrent uploads may each have fitted alone).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
 import hashlib
 import os
@@ -36,7 +37,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import anyio.to_thread
 import sqlalchemy as sa
@@ -183,8 +184,13 @@ class Uploads:
             )
 
     @staticmethod
-    def _write(handle: object, progress: _Progress, data: bytes) -> None:
-        handle.write(data)  # type: ignore[attr-defined]
+    def _write(handle: IO[bytes], progress: _Progress, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        while view:  # unbuffered: a short write is possible
+            written = handle.write(view)
+            if not written:
+                raise OSError(errno.EIO, "short write")
+            view = view[written:]
         progress.hasher.update(data)
         progress.offset += len(data)
 
@@ -253,38 +259,45 @@ class Uploads:
             )
         begin, saved = progress.offset, progress.hasher.copy()
         path = self.store.upload_path(upload_id)
-        handle = await anyio.to_thread.run_sync(open, path, "r+b")
+        handle = await anyio.to_thread.run_sync(open, path, "r+b", 0)
+        writer = _Writer(handle, progress)
         try:
             handle.seek(begin)
-            buffer = bytearray()
+            position, buffer = begin, bytearray()
             async for chunk in body:
                 buffer += chunk
-                if left is not None and progress.offset + len(buffer) > left:
-                    raise _QuotaExceeded(progress.offset + len(buffer))
+                if left is not None and position + len(buffer) > left:
+                    raise _QuotaExceeded(position + len(buffer))
                 if len(buffer) >= blobs.CHUNK:
-                    await anyio.to_thread.run_sync(self._write, handle, progress, bytes(buffer))
-                    buffer.clear()
+                    await writer.submit(buffer)
+                    position, buffer = position + len(buffer), bytearray()
             if buffer:
-                await anyio.to_thread.run_sync(self._write, handle, progress, bytes(buffer))
+                await writer.submit(buffer)
+            await writer.drain()
             received = progress.offset - begin
             if length is not None and received != length and not body.disconnected:
                 raise errcodes.RegistryError(
                     "SIZE_INVALID",
                     f"received {received} bytes, Content-Length/Range said {length}",
                 )
-            await anyio.to_thread.run_sync(handle.flush)
         except _QuotaExceeded as exc:
-            await anyio.to_thread.run_sync(handle.close)
-            raise await anyio.to_thread.run_sync(
-                self._over_quota, repository, upload_id, exc.size
-            ) from None
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(writer.settle)
+                await anyio.to_thread.run_sync(handle.close)
+                error = await anyio.to_thread.run_sync(
+                    self._over_quota, repository, upload_id, exc.size
+                )
+            raise error from None
         except BaseException as exc:
-            await anyio.to_thread.run_sync(self._rollback, handle, progress, begin, saved)
+            with anyio.CancelScope(shield=True):  # a cancelled request still rolls back
+                await anyio.to_thread.run_sync(writer.settle)
+                await anyio.to_thread.run_sync(self._rollback, handle, progress, begin, saved)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 raise errcodes.disk_full(exc) from exc
             raise
         finally:
-            await anyio.to_thread.run_sync(handle.close)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(handle.close)
         await anyio.to_thread.run_sync(self._save_offset, upload_id, progress.offset)
         return progress.offset
 
@@ -361,6 +374,40 @@ class Uploads:
                 conn.execute(schema.uploads.delete().where(schema.uploads.c.id == upload_id))
         self._forget(upload_id)
         return size
+
+
+_WRITERS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="oci-upload")
+"""Threads that write and hash upload buffers (one buffer in flight per upload)."""
+
+
+class _Writer:
+    """Writes and hashes buffers in a worker thread while the next one is received.
+
+    At most one buffer is in flight, so an upload holds at most two
+    :data:`blobs.CHUNK` buffers; the event loop keeps reading the socket
+    meanwhile instead of waiting for the disk and the hash.
+    """
+
+    def __init__(self, handle: IO[bytes], progress: _Progress) -> None:
+        self._handle = handle
+        self._progress = progress
+        self._inflight: concurrent.futures.Future[None] | None = None
+
+    async def submit(self, data: bytearray) -> None:
+        await self.drain()
+        self._inflight = _WRITERS.submit(Uploads._write, self._handle, self._progress, data)
+
+    async def drain(self) -> None:
+        """Wait for the buffer in flight; raises its write error."""
+        if self._inflight is not None:
+            await asyncio.wrap_future(self._inflight)
+            self._inflight = None
+
+    def settle(self) -> None:
+        """Blocking: let the buffer in flight finish, ignoring its error (before a rollback)."""
+        if self._inflight is not None:
+            concurrent.futures.wait([self._inflight])
+            self._inflight = None
 
 
 class _QuotaExceeded(Exception):
