@@ -123,6 +123,10 @@ def users(pvc: Obj, pods: list[Obj]) -> list[Obj]:
     return out
 
 
+def _claims_of(pod: Obj) -> bool:
+    return any("persistentVolumeClaim" in v for v in (pod.get("spec") or {}).get("volumes") or [])
+
+
 def _consumed(pvc: Obj, pods: list[Obj]) -> bool:
     """WaitForFirstConsumer: a node was selected for a pod using the claim."""
     if (pvc["metadata"].get("annotations") or {}).get(SELECTED_NODE):
@@ -415,8 +419,11 @@ async def run(reg: Registry, state_dir: Path, *, resync: float = 1.0) -> None:
     async def watch(rt: ResourceType) -> None:
         while True:
             try:
-                async for _ in reg.watch(rt, None, resource_version=str(reg.store.revision)):
-                    changed.set()
+                async for _, obj in reg.watch(rt, None, resource_version=str(reg.store.revision)):
+                    # A pod without claims changes no storage decision: ignoring those
+                    # keeps a rollout of N pods from costing N full syncs.
+                    if rt is not ctrl.pods or _claims_of(obj):
+                        changed.set()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - e.g. 410 after compaction: watch again
