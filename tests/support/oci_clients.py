@@ -34,9 +34,15 @@ class Clients:
         self.base = base
         # podman refuses a runroot longer than 50 characters: keep it short.
         self.root, self.runroot = base / "root", Path(tempfile.mkdtemp(prefix="mkrr"))
+        # Private tmp_dir and network_config_dir too: the defaults (/run/libpod,
+        # /etc/containers/networks) are host-wide, and a podman that finds another
+        # one's "alive" file missing "refreshes" every container on the host.
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="mktd"))
+        (base / "networks").mkdir(exist_ok=True)
         (base / "containers.conf").write_text(
-            '[engine]\nruntime="runc"\n[containers]\n'
-            'default_ulimits=["nofile=1024:1024","nproc=4096:4096"]\n'
+            f'[engine]\nruntime="runc"\ntmp_dir="{self.tmpdir}"\n'
+            f'[network]\nnetwork_config_dir="{base / "networks"}"\n'
+            '[containers]\ndefault_ulimits=["nofile=1024:1024","nproc=4096:4096"]\n'
         )
         self.registries = base / "registries.conf"
         self.registries.write_text("")
@@ -88,15 +94,23 @@ class Clients:
         return other
 
     def reset(self) -> None:
+        """Remove the private images and directories.
+
+        Not ``podman system reset``: even with ``--root`` it deletes every
+        network on the host and, with the default ``tmp_dir``, the host-wide
+        ``/run/libpod`` (other podmans then "refresh" all their containers).
+        """
         cmd = ["podman", "--root", str(self.root), "--runroot", str(self.runroot)]
         subprocess.run(
-            [*cmd, "system", "reset", "-f"],
-            env=self.env,
-            capture_output=True,
-            timeout=120,
-            check=False,
+            [*cmd, "rmi", "-a", "-f"], env=self.env, capture_output=True, timeout=120, check=False
         )
-        shutil.rmtree(self.runroot, ignore_errors=True)
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split()[1] for line in f]
+        for mount in sorted(mounts, reverse=True):
+            if mount.startswith((str(self.root) + "/", str(self.runroot) + "/")):
+                subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
+        for path in (self.root, self.runroot, self.tmpdir):
+            shutil.rmtree(path, ignore_errors=True)
 
     @property
     def storage(self) -> str:
