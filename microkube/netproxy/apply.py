@@ -56,6 +56,10 @@ class Applier:
             self._state = None  # unknown kernel state: reload everything next time
             raise
         self._state = state
+        self.refresh_host(ports)
+
+    def refresh_host(self, ports: list[ServicePort]) -> None:
+        """Re-apply the per-interface knobs (a pod bridge may appear after the last load)."""
         if self.localnet_cidrs and needs_route_localnet(self.cfg, ports):
             localnet.enable(self.localnet_cidrs)
 

@@ -27,6 +27,8 @@ DEBOUNCE = 0.05
 RETRY = 1.0
 """Seconds before the first retry of a failed load; doubles up to :data:`MAX_RETRY`."""
 MAX_RETRY = 30.0
+HOST_REFRESH = 2.0
+"""Seconds between re-checks of per-interface knobs (route_localnet) when idle."""
 
 
 class Proxier:
@@ -95,7 +97,14 @@ class Proxier:
         failures = 0
         try:
             while True:
-                await self._dirty.wait()
+                try:
+                    await asyncio.wait_for(self._dirty.wait(), HOST_REFRESH)
+                except TimeoutError:
+                    # The pod bridge is made with the first pod, which changes no
+                    # Service: route_localnet must still reach it (API on loopback).
+                    if self._loaded is not None:
+                        await asyncio.to_thread(self.applier.refresh_host, self._loaded)
+                    continue
                 await asyncio.sleep(DEBOUNCE)
                 self._dirty.clear()
                 ports = model.build(

@@ -26,6 +26,9 @@ class RecordingApplier:
             raise RuntimeError("nft said no")
         self.loads.append(ports)
 
+    def refresh_host(self, ports: list[model.ServicePort]) -> None:
+        self.refreshed = ports
+
 
 async def wait_for(pred: Any, within: float = 3.0) -> None:
     end = time.monotonic() + within
