@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from microkube import errors
 from microkube.api import discovery, handlers, negotiation, requestinfo, tlspeer
 from microkube.api.context import ApiContext
+from microkube.auth import impersonation
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,13 @@ class AuthMiddleware:
                 return
             await status_response(exc)(scope, receive, send)
             return
+        try:
+            wanted = impersonation.requested(scope.get("headers") or [])
+            if wanted is not None:
+                user = impersonation.impersonate(user, wanted, self.ctx.authorizer or _ALLOW)
+        except errors.ApiError as exc:
+            await status_response(exc)(scope, receive, send)
+            return
         scope["microkube.user"] = user
         # Parsed once here; the handlers reuse it from the scope.
         info = requestinfo.parse(scope.get("method", "GET"), scope["path"], _query(scope))
@@ -95,6 +103,12 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
+class _AllowAll:
+    def review(self, subject: Any, attrs: Any) -> tuple[bool, str]:
+        return True, ""
+
+
+_ALLOW = _AllowAll()
 _ANON_ADMIN = {"username": "admin", "groups": ["system:masters", "system:authenticated"]}
 
 

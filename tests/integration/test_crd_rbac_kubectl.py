@@ -166,6 +166,13 @@ def test_view_user_can_get_but_not_delete(
     assert bob("auth", "can-i", "get", "configmaps").stdout.strip() == "yes"
     assert bob("auth", "can-i", "delete", "configmaps", check=False).stdout.strip() == "no"
     assert admin("auth", "can-i", "list", "pods", "--as", "bob").stdout.strip() == "yes"
+    # --as impersonates: the admin sees bob's permissions, not its own.
+    as_bob = admin("auth", "can-i", "delete", "configmaps", "--as", "bob", check=False)
+    assert as_bob.stdout.strip() == "no"
+    assert admin("auth", "whoami", "--as", "bob").stdout.split("\n")[1].split() == [
+        "Username",
+        "bob",
+    ]
     assert bob("auth", "can-i", "get", "nodes", check=False).stdout.strip() == "no"
     cluster = bob("delete", "namespace", "kube-public", check=False)
     assert (
