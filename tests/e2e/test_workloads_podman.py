@@ -4,7 +4,9 @@ One server per module (pod CIDR 10.220.X.0/24, service CIDR 10.221.X.0/24).
 The slow, clock-bound objects (a Job, a CronJob firing every minute and a
 StatefulSet) are created first by an autouse fixture, so that they progress
 while the Deployment test runs; their tests then only check (and wait for
-whatever is still missing).  The module ends with ``microkube reset`` and
+whatever is still missing), the CronJob's last.  The StatefulSet's pods write
+their identity into their claim on first start; ``kubectl exec`` reads it back
+after a pod is deleted and after a scale down and up.  The module ends with ``microkube reset`` and
 checks that no Podman pod, container or network of the instance is left.
 
 The second image tag (``mk-busybox:v2``) is the same content under another
@@ -110,7 +112,7 @@ def rollout_status(kubectl: Kubectl, what: str) -> str:
     """``kubectl rollout status``; on a timeout, fail with what the cluster shows."""
     proc = kubectl("rollout", "status", what, "--timeout=120s", timeout=130, check=False)
     if proc.returncode != 0:
-        state = kubectl("get", "deploy,rs,pods", "-o", "wide", check=False).stdout
+        state = kubectl("get", "deploy,rs,sts,pods,pvc", "-o", "wide", check=False).stdout
         described = kubectl("describe", what, check=False).stdout
         pods = kubectl("describe", "pods", check=False).stdout
         raise AssertionError(f"{proc.stdout}{proc.stderr}\n{state}\n{described}\n{pods}")
@@ -213,11 +215,22 @@ STATEFULSET = {
     "spec": {
         "serviceName": "db",
         "replicas": 3,
-        "podManagementPolicy": "Parallel",
         "selector": {"matchLabels": DB_LABELS},
         "template": pod_template(
             DB_LABELS,
-            [container("db", volumeMounts=[{"name": "data", "mountPath": "/data"}])],
+            [
+                {
+                    "name": "db",
+                    "image": IMAGE,
+                    # the first start of an identity writes it to its claim; later ones keep it
+                    "command": [
+                        "sh",
+                        "-c",
+                        f"[ -s /data/id ] || echo $(hostname)-$RANDOM$RANDOM > /data/id; {SERVE[2]}",
+                    ],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
         ),
         "volumeClaimTemplates": [
             {
@@ -340,7 +353,7 @@ def test_deployment_rollout_scale_and_cascade(server: Server, kubectl: Kubectl) 
     )
 
 
-# --- Job and CronJob ------------------------------------------------------------------------
+# --- Job ------------------------------------------------------------------------
 
 
 def test_job_runs_to_completion(kubectl: Kubectl) -> None:
@@ -351,6 +364,63 @@ def test_job_runs_to_completion(kubectl: Kubectl) -> None:
     pods = get_json(kubectl, "pods", "-l", "job-name=once")["items"]
     assert sorted(p["status"]["phase"] for p in pods) == ["Succeeded", "Succeeded"]
     assert "done" in kubectl("logs", pods[0]["metadata"]["name"]).stdout
+
+
+# --- StatefulSet ------------------------------------------------------------------------------
+
+
+def test_statefulset_claims_and_data_outlive_pods(kubectl: Kubectl) -> None:
+    claims = ["data-db-0", "data-db-1", "data-db-2"]
+    # OrderedReady (the default): db-0, db-1, db-2, each once the previous is Ready
+    assert "roll out complete" in rollout_status(kubectl, "sts/db")
+    pods = {p["metadata"]["name"]: p for p in live_pods(kubectl, "app=db")}
+    assert sorted(pods) == ["db-0", "db-1", "db-2"]
+    for n, p in pods.items():
+        assert p["spec"]["hostname"] == n and p["spec"]["subdomain"] == "db"
+        vol = next(v for v in p["spec"]["volumes"] if v["name"] == "data")
+        assert vol["persistentVolumeClaim"]["claimName"] == f"data-{n}"
+    pvcs = get_json(kubectl, "pvc")["items"]
+    assert sorted(c["metadata"]["name"] for c in pvcs) == claims
+    assert {c["status"]["phase"] for c in pvcs} == {"Bound"}
+    volumes = {c["metadata"]["name"]: c["spec"]["volumeName"] for c in pvcs}
+
+    def ident(pod: str) -> str:
+        return kubectl("exec", pod, "--", "cat", "/data/id").stdout.strip()
+
+    ids = {n: ident(n) for n in pods}
+    assert all(v.startswith(f"{n}-") for n, v in ids.items()), ids  # one volume per identity
+
+    old_uid = pods["db-1"]["metadata"]["uid"]
+    kubectl("delete", "pod", "db-1", "--timeout=60s", timeout=70)
+
+    def recreated() -> bool:
+        p = json.loads(kubectl("get", "pod", "db-1", "-o", "json", check=False).stdout or "{}")
+        return bool(p) and p["metadata"]["uid"] != old_uid
+
+    eventually(recreated, 60, "db-1 recreated", story(kubectl, "sts/db", "pod/db-1"))
+    rollout_status(kubectl, "sts/db")
+    assert ident("db-1") == ids["db-1"]  # same claim, same volume, same data
+
+    kubectl("scale", "sts/db", "--replicas=1")
+    eventually(lambda: len(live_pods(kubectl, "app=db")) == 1, 60, "scale down to 1")
+    kept = {
+        c["metadata"]["name"]: c["spec"]["volumeName"] for c in get_json(kubectl, "pvc")["items"]
+    }
+    assert kept == volumes  # whenScaled: Retain (the default)
+    kubectl("scale", "sts/db", "--replicas=3")
+    rollout_status(kubectl, "sts/db")
+    assert {n: ident(n) for n in ids} == ids
+
+    kubectl("delete", "sts", "db", "--timeout=60s", timeout=70)
+    eventually(
+        lambda: not get_json(kubectl, "pods", "-l", "app=db")["items"],
+        60,
+        "StatefulSet pods deleted",
+    )
+    assert {c["metadata"]["name"] for c in get_json(kubectl, "pvc")["items"]} == set(claims)
+
+
+# --- CronJob (last: its wait absorbs the minute boundary) ------------------------------------
 
 
 def test_cronjob_fires_every_minute(kubectl: Kubectl, background: float) -> None:
@@ -388,57 +458,3 @@ def test_cronjob_fires_every_minute(kubectl: Kubectl, background: float) -> None
     # a manual run from the template, as ``kubectl create job --from`` does
     kubectl("create", "job", "manual", "--from=cronjob/tick")
     wait_complete(kubectl, "manual", 60)
-
-
-# --- StatefulSet ------------------------------------------------------------------------------
-
-
-def test_statefulset_claims_outlive_pods(server: Server, kubectl: Kubectl) -> None:
-    claims = ["data-db-0", "data-db-1", "data-db-2"]
-
-    def bound() -> bool:
-        items = get_json(kubectl, "pvc")["items"]
-        phases = {c["metadata"]["name"]: (c.get("status") or {}).get("phase") for c in items}
-        return all(phases.get(n) == "Bound" for n in claims)
-
-    eventually(bound, 90, "the three claims to be Bound", story(kubectl, "pvc", "sts/db"))
-    pods = eventually(
-        lambda: (ps := live_pods(kubectl, "app=db")) and len(ps) == 3 and ps, 60, "3 pods"
-    )
-    assert sorted(p["metadata"]["name"] for p in pods) == ["db-0", "db-1", "db-2"]
-    for p in pods:
-        n = p["metadata"]["name"]
-        assert p["spec"]["hostname"] == n and p["spec"]["subdomain"] == "db"
-        vol = next(v for v in p["spec"]["volumes"] if v["name"] == "data")
-        assert vol["persistentVolumeClaim"]["claimName"] == f"data-{n}"
-    volumes = {
-        c["metadata"]["name"]: c["spec"]["volumeName"] for c in get_json(kubectl, "pvc")["items"]
-    }
-
-    old_uid = next(p for p in pods if p["metadata"]["name"] == "db-1")["metadata"]["uid"]
-    kubectl("delete", "pod", "db-1", "--timeout=60s", timeout=70)
-    again = eventually(
-        lambda: (p := get_json(kubectl, "pod", "db-1"))["metadata"]["uid"] != old_uid and p,
-        60,
-        "db-1 recreated",
-    )
-    assert not again["metadata"].get("deletionTimestamp")
-    # the same claim, still bound to the same volume
-    after = {
-        c["metadata"]["name"]: c["spec"]["volumeName"] for c in get_json(kubectl, "pvc")["items"]
-    }
-    assert after == volumes
-
-    kubectl("scale", "sts/db", "--replicas=1")
-    eventually(lambda: len(live_pods(kubectl, "app=db")) == 1, 60, "scale down to 1")
-    kept = {
-        c["metadata"]["name"]: c["spec"]["volumeName"] for c in get_json(kubectl, "pvc")["items"]
-    }
-    assert kept == volumes  # whenScaled: Retain (the default)
-    kubectl("delete", "sts", "db", "--timeout=60s", timeout=70)
-    eventually(
-        lambda: not get_json(kubectl, "pods", "-l", "app=db")["items"],
-        60,
-        "StatefulSet pods deleted",
-    )
-    assert {c["metadata"]["name"] for c in get_json(kubectl, "pvc")["items"]} == set(claims)
