@@ -80,6 +80,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         s.network.service_cidr = args.service_cidr
     if getattr(args, "podman_socket", None):
         s.kubelet.podman_socket = args.podman_socket
+    if getattr(args, "max_pods", None):
+        s.kubelet.max_pods = args.max_pods
     _remember(s, args)
     return s
 
@@ -266,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="use this Podman API socket instead of a private service",
     )
+    p.add_argument("--max-pods", type=int, default=None, help="node pod capacity (default 110)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_serve)
     for name, func, help_ in (

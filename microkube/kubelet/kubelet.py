@@ -20,6 +20,11 @@ One *sync* is level-triggered and idempotent (:meth:`Kubelet.sync_pod`):
    (:mod:`microkube.kubelet.backoff`), and probed (:mod:`probes`);
 4. the status is recomputed (:mod:`podstatus`) and written when it changed.
 
+A pod is synced when its object changes, when the PLEG (:mod:`pleg`, one
+runtime relist a second) sees its containers change, or after the delay the
+last sync asked for (``resync``, 10 s by default, or sooner for back-off and
+probes), so idle pods cost little and exits are still seen within a second.
+
 Restart and adoption: at start the kubelet lists the runtime's sandboxes
 (labelled with the instance) and adopts those whose pod still exists (no
 container is restarted, restart counts come from container labels); the
@@ -40,6 +45,7 @@ from typing import Any
 
 from microkube.kubelet import (
     events,
+    pleg,
     podstatus,
     prober,
     probes,
@@ -78,8 +84,9 @@ class Kubelet(
         tokens: Any = None,
         ca_pem: bytes = b"",
         clock: Callable[[], datetime] | None = None,
-        resync: float = 1.0,
+        resync: float = 10.0,
         sandbox_check: float = 10.0,
+        relist: float = 1.0,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
@@ -92,6 +99,8 @@ class Kubelet(
         self.node_ip = node_ip
         self.now: Callable[[], datetime] = clock or _utcnow
         self.resync = resync
+        """Seconds between syncs of a pod where nothing happens (the PLEG wakes it on changes)."""
+        self.pleg = pleg.Pleg(runtime, period=relist)
         self.sandbox_check = sandbox_check
         self.pods_rt = registry.catalog.get("", "v1", "pods")
         self.nodes_rt = registry.catalog.get("", "v1", "nodes")
@@ -177,6 +186,7 @@ class Kubelet(
         for uid in list(self.pods):
             self._kick(uid)
         housekeeping = asyncio.create_task(self._housekeeping(), name="kubelet-housekeeping")
+        relister = asyncio.create_task(self.pleg.run(self._on_container_change), name="pleg")
         try:
             while True:
                 try:
@@ -187,10 +197,14 @@ class Kubelet(
                     log.debug("kubelet pod watch ended: %s", exc)
                 await asyncio.sleep(0.5)
         finally:
-            tasks = [housekeeping, *self._workers.values()]
+            tasks = [housekeeping, relister, *self._workers.values()]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _on_container_change(self, uid: str) -> None:
+        if uid in self.pods:
+            self._kick(uid)
 
     async def _watch_once(self) -> None:
         """One watch from the current state; pods missing from its initial list are gone."""

@@ -44,6 +44,8 @@ class PodmanRuntime(ContainerOps):
         self.socket_path = Path(str(socket_path).removeprefix("unix://"))
         self._client = podman.PodmanClient(base_url=f"unix://{self.socket_path}")
         self._limiter = anyio.CapacityLimiter(max_threads)
+        self._inspected: dict[str, tuple[tuple[Any, ...], rt.ContainerStatus]] = {}
+        self._sandbox_labels: dict[str, tuple[str, dict[str, str]]] = {}
 
     # -- plumbing -------------------------------------------------------
 
@@ -225,6 +227,7 @@ class PodmanRuntime(ContainerOps):
 
     def _sandbox_from_inspect(self, pod: dict[str, Any]) -> rt.SandboxStatus:
         labels = pod.get("Labels") or {}
+        self._sandbox_labels[pod["Id"]] = (pod["Id"], labels)
         ip = ""
         infra = pod.get("InfraContainerID") or pod.get("InfraId")
         if infra:
@@ -270,6 +273,7 @@ class PodmanRuntime(ContainerOps):
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
         """Kill whatever still runs in the sandbox and remove it (stop containers first)."""
         await self._run(partial(self._force_remove_pod, sandbox_id))
+        self._sandbox_labels.pop(sandbox_id, None)
 
     async def open_port(
         self, sandbox_id: str, port: int

@@ -9,6 +9,7 @@ plumbing (blocking podman-py calls in worker threads, errors already mapped to
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -95,10 +96,17 @@ class ContainerOps:
     _post: Callable[..., Any]
     _delete: Callable[..., None]
     _labels: Callable[..., dict[str, str]]
+    _inspected: dict[str, tuple[tuple[Any, ...], rt.ContainerStatus]]
+    """Container id → (list-entry state key, status from the last inspect)."""
+    _sandbox_labels: dict[str, tuple[str, dict[str, str]]]
+    """Sandbox (pod) id → (full id, labels); saves an inspect per container create."""
 
     async def create_container(self, sandbox_id: str, config: rt.ContainerConfig) -> str:
-        pod = await self._run(partial(self._get, f"/pods/{sandbox_id}/json"))
-        pod_labels = pod.get("Labels") or {}
+        known = self._sandbox_labels.get(sandbox_id)
+        if known is None:
+            pod = await self._run(partial(self._get, f"/pods/{sandbox_id}/json"))
+            known = self._sandbox_labels[sandbox_id] = (pod["Id"], pod.get("Labels") or {})
+        pod_id, pod_labels = known
         uid = pod_labels.get(rt.LABEL_POD_UID, "")
         ns, pod_name = pod_labels.get(rt.LABEL_NAMESPACE, ""), pod_labels.get(rt.LABEL_POD_NAME, "")
         labels = self._labels(
@@ -118,7 +126,7 @@ class ContainerOps:
         body: dict[str, Any] = {
             "name": name,
             "image": rt.normalize_image(config.image),
-            "pod": pod["Id"],
+            "pod": pod_id,
             "labels": labels,
             "env": config.env,
             "terminal": config.tty,
@@ -168,6 +176,7 @@ class ContainerOps:
 
     async def remove_container(self, container_id: str) -> None:
         await self._run(partial(self._force_remove_container, container_id))
+        self._inspected.pop(container_id, None)
 
     def _force_remove_container(self, container_id: str) -> None:
         # Kill first: a forced delete would otherwise wait the 10 s stop timeout.
@@ -199,10 +208,22 @@ class ContainerOps:
         def go() -> list[rt.ContainerStatus]:
             out = []
             for c in self._get("/containers/json", all="true", filters=json.dumps(filters)):
+                # One list call; a container is inspected again only when its
+                # state changed since we last looked (the kubelet lists often).
+                key = (c.get("State"), c.get("StartedAt"), c.get("ExitedAt"), c.get("ExitCode"))
+                cached = self._inspected.get(c["Id"])
+                if cached is not None and cached[0] == key:
+                    out.append(copy.copy(cached[1]))
+                    continue
                 try:
-                    out.append(_status_from_inspect(self._get(f"/containers/{c['Id']}/json")))
+                    status = _status_from_inspect(self._get(f"/containers/{c['Id']}/json"))
                 except rt.RuntimeNotFound:
                     continue
+                self._inspected[c["Id"]] = (key, status)
+                out.append(copy.copy(status))
+            if labels is None and sandbox_id is None:
+                for gone in set(self._inspected) - {s.id for s in out}:
+                    self._inspected.pop(gone, None)
             return out
 
         result: list[rt.ContainerStatus] = await self._run(go)
