@@ -9,7 +9,9 @@ its answer before asking again, like stub resolvers do) and reports, per mix:
 - cluster A records (ClusterIP services);
 - headless A records (50 addresses per answer);
 - NXDOMAIN for names in the cluster zone;
-- forwarded names answered from the TTL cache.
+- forwarded names answered from the TTL cache;
+- cluster A and NXDOMAIN with DNS 0x20 random letter case, so every query
+  misses the server's rendered-answer cache (the path after any change).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from microkube.dns.resolver import Resolver  # noqa: E402
 from microkube.dns.server import DnsServer  # noqa: E402
 
 N_SERVICES = 1000
+FRESH_PACKETS = 40_000
 
 
 def _cache() -> ClusterCache:
@@ -106,16 +109,37 @@ def _serve(port_q: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
         asyncio.run(main())
 
 
-def _client(port: int, names: list[str], seconds: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def randomize_case(packet: bytes) -> bytes:
+    """DNS 0x20: random letter case in the question, so every query is new to the server."""
+    bits = random.getrandbits(len(packet))
+    return bytes(packet[:12]) + bytes(
+        b ^ 0x20 if 97 <= (b | 0x20) <= 122 and (bits >> i) & 1 else b
+        for i, b in enumerate(packet[12:])
+    )
+
+
+def _client(
+    port: int,
+    names: list[str],
+    seconds: float,
+    out: multiprocessing.Queue,  # type: ignore[type-arg]
+    fresh: bool = False,
+    host: str = "127.0.0.1",
+) -> None:
     packets = [dnslib.DNSRecord.question(n).pack() for n in names]
+    if fresh:  # made up front, so the client's own work does not slow it down
+        packets = [randomize_case(random.choice(packets)) for _ in range(FRESH_PACKETS)]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(1)
-    s.connect(("127.0.0.1", port))
+    s.connect((host, port))
     lat: list[float] = []
     lost = 0
     end = time.perf_counter() + seconds
+    n = 0
     while time.perf_counter() < end:
-        p = random.choice(packets)
+        # Fresh packets in order: each is new to the server until the list wraps.
+        p = packets[n % len(packets)] if fresh else random.choice(packets)
+        n += 1
         t0 = time.perf_counter()
         s.send(p)
         try:
@@ -127,10 +151,19 @@ def _client(port: int, names: list[str], seconds: float, out: multiprocessing.Qu
     out.put((lat, lost))
 
 
-def run_mix(port: int, label: str, names: list[str], seconds: float, clients: int) -> None:
+def run_mix(
+    port: int,
+    label: str,
+    names: list[str],
+    seconds: float,
+    clients: int,
+    *,
+    fresh: bool = False,
+    host: str = "127.0.0.1",
+) -> None:
     out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     procs = [
-        multiprocessing.Process(target=_client, args=(port, names, seconds, out))
+        multiprocessing.Process(target=_client, args=(port, names, seconds, out, fresh, host))
         for _ in range(clients)
     ]
     for p in procs:
@@ -174,6 +207,9 @@ def main() -> None:
         ]
         for label, names in mixes:
             run_mix(port, label, names, seconds, clients)
+        # Every query new to the server (0x20 case), as after any Service/endpoint change.
+        run_mix(port, "cluster A, uncached (0x20)", mixes[0][1], seconds, clients, fresh=True)
+        run_mix(port, "NXDOMAIN, uncached (0x20)", mixes[2][1], seconds, clients, fresh=True)
     finally:
         server.terminate()
         server.join(5)

@@ -6,6 +6,9 @@ Only this package imports dnslib.  Each query goes::
         ─► Resolver.resolve (cluster zone, cluster reverse zones) ─► authoritative reply
         └► not ours ─► TTL cache ─► upstream resolvers (UDP, TCP on truncation)
 
+Plain queries for cluster names are parsed and answered by :mod:`.wire`
+(struct, no dnslib objects: the cache-miss path); everything else uses dnslib.
+
 Upstreams and their answer cache are in :mod:`.upstream`; a cache hit reuses
 the stored bytes with the client's query id and question (keeping 0x20 case
 randomisation intact).  Repeated identical UDP questions are answered straight
@@ -27,7 +30,7 @@ from typing import Any
 
 import dnslib
 
-from microkube.dns import upstream
+from microkube.dns import upstream, wire
 from microkube.dns.resolver import Answer, Record, Resolver
 
 log = logging.getLogger(__name__)
@@ -192,6 +195,15 @@ class DnsServer:
         if hit is not None:
             return hit
         generation = self.resolver.cache.generation
+        fast = wire.parse_query(data)
+        if fast is not None:
+            qtype = dnslib.QTYPE.get(fast.qtype, str(fast.qtype))
+            answer = self.resolver.resolve(fast.qname, qtype)
+            if answer is not None and not _needs_chase(answer, qtype):
+                raw = wire.encode_reply(fast, answer, udp=udp)
+                if raw is not None:
+                    self._remember(data, raw, generation, udp=udp)
+                    return raw
         try:
             query = dnslib.DNSRecord.parse(data)
         except Exception:  # noqa: BLE001 - any parse failure is a malformed packet
@@ -211,12 +223,16 @@ class DnsServer:
             return await self._forward(query, data, udp=udp)
         reply = await self._build(query, answer, qtype)
         raw = self._fit(query, reply, udp=udp)
-        chased = len(reply.rr) > len(answer.answer)
-        if udp and not chased and generation == self.resolver.cache.generation:
+        if len(reply.rr) == len(answer.answer):  # not chased: depends on the cluster only
+            self._remember(data, raw, generation, udp=udp)
+        return raw
+
+    def _remember(self, data: bytes, raw: bytes, generation: int, *, udp: bool) -> None:
+        """Keep a rendered cluster answer for the same query bytes (UDP, same generation)."""
+        if udp and generation == self.resolver.cache.generation:
             if len(self._answers) >= upstream.CACHE_SIZE:
                 self._answers.clear()
-            self._answers[data[2:]] = raw[2:]
-        return raw
+            self._answers[bytes(data[2:])] = raw[2:]
 
     async def _build(self, query: Any, answer: Answer, qtype: str) -> Any:
         reply = query.reply(aa=1, ra=1)
@@ -227,10 +243,9 @@ class DnsServer:
             reply.add_auth(_rr(r))
         for r in answer.additional:
             reply.add_ar(_rr(r))
-        cnames = [r for r in answer.answer if r.rtype == "CNAME"]
-        if cnames and qtype not in ("CNAME", "ANY") and len(cnames) == len(answer.answer):
+        if _needs_chase(answer, qtype):
             # ExternalName: resolve the target too, as CoreDNS' upstream option does.
-            target = str(cnames[-1].value)
+            target = str(answer.answer[-1].value)
             sub = dnslib.DNSRecord.question(target, qtype)
             raw = await self._forward(sub, bytes(sub.pack()), udp=False)
             if raw is not None:
@@ -282,6 +297,15 @@ class DnsServer:
         reply = query.reply(ra=1)
         reply.header.rcode = dnslib.RCODE.SERVFAIL
         return bytes(reply.pack())
+
+
+def _needs_chase(answer: Answer, qtype: str) -> bool:
+    """Only CNAMEs (an ExternalName) for another type: the target is resolved upstream."""
+    return (
+        bool(answer.answer)
+        and qtype not in ("CNAME", "ANY")
+        and all(r.rtype == "CNAME" for r in answer.answer)
+    )
 
 
 def _socket(kind: int, host: str, port: int, freebind: bool) -> socket.socket:
