@@ -191,3 +191,49 @@ async def test_progress_deadline_exceeded(client: LocalClient, informers, regist
     prog = util.get_condition(d["status"], "Progressing")
     assert (prog["status"], prog["reason"]) == ("False", util.TIMED_OUT)
     assert prog["message"].endswith("has timed out progressing.")
+
+
+async def test_stale_old_status_never_scales_old_up(client: LocalClient, informers) -> None:
+    """An old RS whose status still counts pods we already scaled away is left alone."""
+    dc = DeploymentController(client, informers)
+    await client.create(dc.d_rt, "default", deploy(replicas=10))
+    informers.prime()
+    await dc.reconcile("default/web")
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}}
+    await client.patch(dc.d_rt, "default", "web", patch, patch_type="strategic")
+    informers.prime()
+    await dc.reconcile("default/web")
+    by_rev = rss(client)
+
+    async def set_rs(rev: str, replicas: int, available: int) -> None:
+        rs = by_rev[rev]
+
+        def size(o: dict) -> dict:
+            o["spec"]["replicas"] = replicas
+            return o
+
+        def status(o: dict) -> dict:
+            o["status"] = {
+                "replicas": max(replicas, available),
+                "readyReplicas": available,
+                "availableReplicas": available,
+                "observedGeneration": o["metadata"]["generation"],
+            }
+            return o
+
+        await client.mutate(dc.rs_rt, "default", rs["metadata"]["name"], size)
+        await client.mutate(
+            dc.rs_rt, "default", rs["metadata"]["name"], status, subresource="status"
+        )
+
+    # mid-rollout: the old RS was just scaled 5 -> 2, its status still says 5 available
+    await set_rs("1", 2, 5)
+    await set_rs("2", 10, 9)
+    informers.prime()
+    await dc.reconcile("default/web")
+    assert rss(client)["1"]["spec"]["replicas"] == 2
+    # once its status catches up, the rollout goes on (down to the 8 that must stay available)
+    await set_rs("1", 2, 2)
+    informers.prime()
+    await dc.reconcile("default/web")
+    assert rss(client)["1"]["spec"]["replicas"] == 0

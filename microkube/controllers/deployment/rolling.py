@@ -57,13 +57,24 @@ async def reconcile_old(
     if max_scaled_down <= 0:
         return False
     cleaned = await _cleanup_unhealthy(dc, old, d, max_scaled_down)
+    if cleaned is None:
+        return False
     scaled = await _scale_down_old(dc, [*old, new], old, d)
     return cleaned + scaled > 0
 
 
 async def _cleanup_unhealthy(
     dc: DeploymentController, old: list[Obj], d: Obj, max_cleanup: int
-) -> int:
+) -> int | None:
+    """Scale old ReplicaSets down by their unavailable pods; None when a status is stale.
+
+    An old ReplicaSet reporting more available pods than its size has not
+    yet caught up with our last scale-down (its deleted pods still count).
+    Upstream's cleanupUnhealthyReplicas fails the pass then ("invalid request
+    to scale down"); we end the pass the same way, minus the error: that
+    ReplicaSet's next status write brings the deployment back.  Computing
+    with the stale figure would scale it back *up*.
+    """
     total = 0
     for rs in util.by_creation(old):
         if total >= max_cleanup:
@@ -72,6 +83,8 @@ async def _cleanup_unhealthy(
         avail = int((rs.get("status") or {}).get("availableReplicas") or 0)
         if n == 0 or n == avail:
             continue
+        if avail > n:
+            return None
         down = min(max_cleanup - total, n - avail)
         await sync.scale_rs(dc, rs, n - down, d)
         total += down
