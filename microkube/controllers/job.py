@@ -151,6 +151,9 @@ class _JobSync:
         self.unc_succ: list[str] = list(unc.get("succeeded") or [])
         self.unc_fail: list[str] = list(unc.get("failed") or [])
         self.completed = js.parse_indexes(self.status.get("completedIndexes"), self.completions)
+        self.per_index = self.indexed and self.spec.get("backoffLimitPerIndex") is not None
+        self.failed_indexes: set[int] = set()
+        self.delayed: dict[int, dict[str, Any]] = {}  # index -> failed pod awaiting replacement
         self.failure: tuple[str, str] | None = None
         self.requeue: float | None = None
         self.deleted = 0  # pods deleted by this pass (terminating until observed)
@@ -160,13 +163,20 @@ class _JobSync:
         suspended = bool(spec.get("suspend"))
         if not suspended and not st.get("startTime"):
             st["startTime"] = js.fmt(self.now)
-        to_release = self._collect_finished()
         active = [p for p in self.pods if history.pod_active(p)]
+        if self.per_index:
+            self._index_failures(active)
+        delayed = {p["metadata"]["uid"] for p in self.delayed.values()}
+        to_release = self._collect_finished(
+            [p for p in self.pods if p["metadata"]["uid"] not in delayed]
+        )
         succeeded = int(st.get("succeeded") or 0) + len(self.unc_succ)
         failed = int(st.get("failed") or 0) + len(self.unc_fail)
         finishing = js.condition(st, "FailureTarget") or js.condition(st, "SuccessCriteriaMet")
         if not finishing:
             self._check_failure(failed)
+            if self.per_index:
+                self._check_failed_indexes()
             if self.failure:
                 reason, msg = self.failure
                 js.set_condition(st, "FailureTarget", "True", reason, msg, self.now)
@@ -180,6 +190,10 @@ class _JobSync:
                     self.now,
                 )
         finishing = js.condition(st, "FailureTarget") or js.condition(st, "SuccessCriteriaMet")
+        if finishing and self.delayed:
+            # A finishing Job replaces nothing: its delayed failed pods are counted now.
+            to_release += self._collect_finished(list(self.delayed.values()))
+            self.delayed = {}
         if finishing:
             await self._delete(active, len(active))
             active = []
@@ -197,11 +211,11 @@ class _JobSync:
 
     # --- counting ----------------------------------------------------------
 
-    def _collect_finished(self) -> list[dict[str, Any]]:
-        """Step 1 of the protocol: record finished pods that still carry the finalizer."""
+    def _collect_finished(self, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Step 1 of the protocol: record finished ``pods`` that still carry the finalizer."""
         by_uid = {p["metadata"]["uid"]: p for p in self.pods}
         release = []
-        for p in self.pods:
+        for p in pods:
             uid = p["metadata"]["uid"]
             if js.TRACKING_FINALIZER not in (p["metadata"].get("finalizers") or []):
                 continue
@@ -242,6 +256,57 @@ class _JobSync:
                 self.failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
             else:
                 self._at_most(left)
+
+    def _index_failures(self, active: list[dict[str, Any]]) -> None:
+        """Failed indexes and the failed pods kept until their replacement exists.
+
+        Mirrors ``calculateFailedIndexes`` and ``getPodsWithDelayedDeletionPerIndex``:
+        the last failed pod of an index that will be retried keeps its tracking
+        finalizer (and is not counted yet) until the replacement pod, which
+        inherits its failure counts, has been created.
+        """
+        completions = self.completions or 0
+        self.failed_indexes = js.parse_indexes(self.status.get("failedIndexes"), completions)
+        succeeded = set(self.completed)
+        for p in self.pods:
+            idx = js.pod_index(p)
+            if idx is None or idx >= completions:
+                continue
+            if js.TRACKING_FINALIZER not in (p["metadata"].get("finalizers") or []):
+                continue
+            if js.pod_succeeded(p):
+                succeeded.add(idx)
+            elif js.index_failed(self.spec, p):
+                self.failed_indexes.add(idx)
+        busy = succeeded | self.failed_indexes
+        busy |= {i for p in active if (i := js.pod_index(p)) is not None}
+        for p in self.pods:
+            idx = js.pod_index(p)
+            if idx is None or idx >= completions or idx in busy:
+                continue
+            if js.TRACKING_FINALIZER not in (p["metadata"].get("finalizers") or []):
+                continue
+            if not js.pod_failed(p, self.policy):
+                continue
+            last = self.delayed.get(idx)
+            if last is None or (
+                sum(js.index_failure_counts(last)) <= sum(js.index_failure_counts(p))
+                and (js.pod_finish_time(p) or self.now) >= (js.pod_finish_time(last) or self.now)
+            ):
+                self.delayed[idx] = p
+
+    def _check_failed_indexes(self) -> None:
+        if self.failure:
+            return
+        failed, completions = len(self.failed_indexes), self.completions or 0
+        most = self.spec.get("maxFailedIndexes")
+        if most is not None and failed > int(most):
+            self.failure = (
+                "MaxFailedIndexesExceeded",
+                "Job has exceeded the specified maximal number of failed indexes",
+            )
+        elif failed and failed + len(self.completed) >= completions:
+            self.failure = ("FailedIndexes", "Job has failed indexes")
 
     def _complete(self, succeeded: int, active: list[dict[str, Any]]) -> bool:
         if self.indexed:
@@ -302,13 +367,32 @@ class _JobSync:
             keep = keep[:want]
         if extra:
             await self._delete(extra, len(extra))
-        busy = seen | self.completed
+        busy = seen | self.completed | self.failed_indexes
         if self.policy == "Failed":
             busy |= {i for p in terminating if (i := js.pod_index(p)) is not None}
         pending = [i for i in range(completions) if i not in busy]
         room = want - len(keep)
+        if room <= 0 or not pending:
+            return keep
+        if self.per_index:
+            # getPodCreationInfoForIndependentIndexes: each index waits for its own back-off.
+            pending = pending[:room]
+            waits = {
+                i: js.index_backoff_remaining(
+                    self.delayed.get(i), self.now, base=self.ctl.backoff_base
+                )
+                for i in pending
+            }
+            ready = [i for i in pending if waits[i] <= 0]
+            if not ready:
+                self._at_most(min(waits.values()))
+            for idx in ready:
+                pod = await self._create(idx)
+                if pod is not None:
+                    keep.append(pod)
+            return keep
         failed = int(self.status.get("failed") or 0) + len(self.unc_fail)
-        if room > 0 and pending and self._backoff_over(failed):
+        if self._backoff_over(failed):
             for idx in pending[:room]:
                 pod = await self._create(idx)
                 if pod is not None:
@@ -338,6 +422,13 @@ class _JobSync:
             m.setdefault("annotations", {})[js.COMPLETION_INDEX] = str(index)
             m["labels"][js.COMPLETION_INDEX] = str(index)
             pod["spec"]["hostname"] = f"{name}-{index}"
+            if self.per_index:
+                failures, ignored = js.replacement_failure_counts(
+                    self.spec, self.delayed.get(index)
+                )
+                m["annotations"][js.FAILURE_COUNT] = str(failures)
+                if ignored:
+                    m["annotations"][js.IGNORED_FAILURE_COUNT] = str(ignored)
         try:
             out = await self.ctl.client.create(self.ctl.pod_rt, m["namespace"], pod)
         except errors.ApiError as exc:
@@ -369,6 +460,8 @@ class _JobSync:
         st["terminating"] = sum(1 for p in self.pods if _terminating(p)) + self.deleted
         if self.indexed:
             st["completedIndexes"] = js.format_indexes(self.completed)
+        if self.per_index:
+            st["failedIndexes"] = js.format_indexes(self.failed_indexes)
         # Step 1: persist the uncounted uids before touching finalizers.
         st["uncountedTerminatedPods"] = _uncounted(self.unc_succ, self.unc_fail)
         await self._put_status()

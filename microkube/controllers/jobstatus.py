@@ -13,6 +13,9 @@ from typing import Any
 
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
+IGNORED_FAILURE_COUNT = "batch.kubernetes.io/job-index-ignored-failure-count"
+_MAX_INT32 = 2**31 - 1
 #: Upstream's DefaultJobPodFailureBackOff and MaxJobPodFailureBackOff.
 BACKOFF_BASE = 10.0
 BACKOFF_MAX = 600.0
@@ -116,7 +119,10 @@ def format_indexes(indexes: set[int]) -> str:
 
 
 def _interval(run: list[int]) -> str:
-    return str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
+    """One run as upstream's ``orderedIntervals.String``: ``3``, ``3,4`` or ``3-5``."""
+    if len(run) == 1:
+        return str(run[0])
+    return f"{run[0]},{run[1]}" if len(run) == 2 else f"{run[0]}-{run[-1]}"
 
 
 def pod_index(pod: dict[str, Any]) -> int | None:
@@ -128,6 +134,69 @@ def pod_index(pod: dict[str, Any]) -> int | None:
         return int(raw) if raw is not None else None
     except ValueError:
         return None
+
+
+# --- backoffLimitPerIndex ---------------------------------------------------------
+#
+# Mirrors the per-index parts of ``indexed_job_utils.go``: every pod of such a
+# Job carries how often its index already failed (and how many failures the
+# pod failure policy ignored); a replacement pod gets the replaced pod's
+# counts plus this failure, and waits for its own index's back-off.
+
+
+def _annotation_count(pod: dict[str, Any], key: str) -> int:
+    raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(key)
+    try:
+        value = int(raw) if raw is not None else 0
+    except ValueError:
+        return 0
+    return value if 0 <= value <= _MAX_INT32 else 0
+
+
+def index_failure_counts(pod: dict[str, Any]) -> tuple[int, int]:
+    """(failures, ignored failures) recorded on ``pod`` for its index."""
+    return _annotation_count(pod, FAILURE_COUNT), _annotation_count(pod, IGNORED_FAILURE_COUNT)
+
+
+def _counted(spec: dict[str, Any], pod: dict[str, Any]) -> tuple[str | None, bool]:
+    """The pod failure policy's action for ``pod`` and whether the failure counts."""
+    if not spec.get("podFailurePolicy"):
+        return None, True
+    action, _ = match_pod_failure_policy(spec.get("podFailurePolicy"), pod)
+    return action, action != "Ignore"
+
+
+def index_failed(spec: dict[str, Any], pod: dict[str, Any]) -> bool:
+    """Mirrors ``isIndexFailed``: FailIndex, or a counted failure past backoffLimitPerIndex."""
+    if not pod_failed(pod, spec.get("podReplacementPolicy", "TerminatingOrFailed")):
+        return False
+    action, counted = _counted(spec, pod)
+    if action == "FailIndex":
+        return True
+    limit = int(spec.get("backoffLimitPerIndex") or 0)
+    return counted and index_failure_counts(pod)[0] >= limit
+
+
+def replacement_failure_counts(
+    spec: dict[str, Any], replaced: dict[str, Any] | None
+) -> tuple[int, int]:
+    """Mirrors ``getNewIndexFailureCounts``: the counts for the pod replacing ``replaced``."""
+    if replaced is None:
+        return 0, 0
+    failures, ignored = index_failure_counts(replaced)
+    if _counted(spec, replaced)[1]:
+        return failures + 1, ignored
+    return failures, ignored + 1
+
+
+def index_backoff_remaining(
+    replaced: dict[str, Any] | None, now: datetime, *, base: float = BACKOFF_BASE
+) -> float:
+    """Mirrors ``getRemainingTimePerIndex``: back-off of the index whose pod ``replaced`` failed."""
+    if replaced is None:
+        return 0.0
+    failures, ignored = index_failure_counts(replaced)
+    return backoff_remaining(failures + ignored + 1, pod_finish_time(replaced), now, base=base)
 
 
 # --- pod outcome ----------------------------------------------------------------

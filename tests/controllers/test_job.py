@@ -306,7 +306,9 @@ async def test_suspend_deletes_pods_and_resume_restarts(client, registry, ctl) -
 
 
 def test_index_formatting() -> None:
-    assert js.format_indexes({0, 1, 2, 4, 6, 7}) == "0-2,4,6-7"
+    # two in a row print as "6,7", as upstream's orderedIntervals.String does
+    assert js.format_indexes({0, 1, 2, 4, 6, 7}) == "0-2,4,6,7"
+    assert js.parse_indexes("0-2,4,6,7") == {0, 1, 2, 4, 6, 7}
     assert js.parse_indexes("0-2,4,6-7") == {0, 1, 2, 4, 6, 7}
     assert js.parse_indexes("0-9", limit=3) == {0, 1, 2}
     assert js.format_indexes(set()) == ""
@@ -319,3 +321,146 @@ async def test_deleted_job_releases_its_pods(client, registry, ctl) -> None:
     await client.delete(client.resource("batch", "jobs"), "default", "pi")
     await ctl.sync("default", "pi")
     assert all(not p["metadata"].get("finalizers") for p in pods(client))
+
+
+# --- backoffLimitPerIndex / maxFailedIndexes ---------------------------------------------
+
+
+def by_index(client: LocalClient, idx: int) -> list[dict[str, Any]]:
+    return [p for p in pods(client) if js.pod_index(p) == idx]
+
+
+def fail_count(p: dict[str, Any]) -> str:
+    return p["metadata"]["annotations"][js.FAILURE_COUNT]
+
+
+async def test_backoff_limit_per_index_fails_the_index_not_the_job(client, registry, ctl) -> None:
+    created = await create_job(
+        client, completions=2, parallelism=2, completionMode="Indexed", backoffLimitPerIndex=1
+    )
+    assert created["spec"]["backoffLimit"] == 2**31 - 1  # defaulted as upstream
+    await ctl.sync("default", "pi")
+    assert [fail_count(p) for p in pods(client)] == ["0", "0"]
+    assert job(client)["status"]["failedIndexes"] == ""
+
+    await finish(registry, by_index(client, 0)[0], "Failed", 1)
+    await ctl.sync("default", "pi")
+    first, again = by_index(client, 0)
+    assert fail_count(again) == "1"  # the replacement inherits the index's failures
+    # the failed pod is kept (finalizer, uncounted) until its replacement exists
+    assert js.TRACKING_FINALIZER in first["metadata"]["finalizers"]
+    assert not job(client)["status"].get("failed")
+    await ctl.sync("default", "pi")
+    assert job(client)["status"]["failed"] == 1
+    assert not by_index(client, 0)[0]["metadata"].get("finalizers")
+
+    await finish(registry, again, "Failed", 1)  # second failure: past backoffLimitPerIndex
+    await ctl.sync("default", "pi")
+    st = job(client)["status"]
+    assert st["failedIndexes"] == "0" and st["failed"] == 2
+    assert len(by_index(client, 0)) == 2  # index 0 is not retried
+    assert "FailureTarget" not in conds(job(client))  # index 1 still runs
+
+    await finish(registry, by_index(client, 1)[0])
+    await ctl.sync("default", "pi")
+    done = job(client)
+    assert done["status"]["completedIndexes"] == "1"
+    assert conds(done) == {"FailureTarget": "FailedIndexes", "Failed": "FailedIndexes"}
+    failed = next(c for c in done["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["message"] == "Job has failed indexes"
+
+
+async def test_max_failed_indexes_exceeded_stops_the_job(client, registry, ctl) -> None:
+    await create_job(
+        client,
+        completions=4,
+        parallelism=4,
+        completionMode="Indexed",
+        backoffLimitPerIndex=0,
+        maxFailedIndexes=1,
+    )
+    await ctl.sync("default", "pi")
+    await finish(registry, by_index(client, 0)[0], "Failed", 1)
+    await ctl.sync("default", "pi")
+    assert job(client)["status"]["failedIndexes"] == "0"
+    assert "FailureTarget" not in conds(job(client))
+    await finish(registry, by_index(client, 1)[0], "Failed", 1)
+    await ctl.sync("default", "pi")
+    st = job(client)
+    assert st["status"]["failedIndexes"] == "0,1"
+    assert conds(st)["FailureTarget"] == "MaxFailedIndexesExceeded"
+    assert all(
+        p["metadata"].get("deletionTimestamp") for p in by_index(client, 2) + by_index(client, 3)
+    )
+    await ctl.sync("default", "pi")
+    failed = next(c for c in job(client)["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "MaxFailedIndexesExceeded"
+    assert failed["message"] == "Job has exceeded the specified maximal number of failed indexes"
+
+
+async def test_fail_index_action_and_per_index_backoff(client, registry, informers, clock) -> None:
+    ctl = JobController(client, informers, clock=clock, backoff_base=10)
+    policy = {
+        "rules": [
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}},
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}},
+        ]
+    }
+    await create_job(
+        client,
+        completions=3,
+        parallelism=3,
+        completionMode="Indexed",
+        backoffLimitPerIndex=5,
+        podFailurePolicy=policy,
+    )
+    await ctl.sync("default", "pi")
+    await finish(registry, by_index(client, 0)[0], "Failed", 42)  # FailIndex: at once
+    await finish(registry, by_index(client, 1)[0], "Failed", 3)  # counted: retried later
+    await finish(registry, by_index(client, 2)[0], "Failed", 7)  # ignored: retried later
+    delay = await ctl.sync("default", "pi")
+    assert job(client)["status"]["failedIndexes"] == "0"
+    assert len(by_index(client, 1)) == 1 and delay == pytest.approx(10)  # index back-off
+    clock.t += timedelta(seconds=11)
+    await ctl.sync("default", "pi")
+    assert len(by_index(client, 0)) == 1
+    one, two = by_index(client, 1)[-1], by_index(client, 2)[-1]
+    assert fail_count(one) == "1"
+    assert (
+        fail_count(two) == "0" and two["metadata"]["annotations"][js.IGNORED_FAILURE_COUNT] == "1"
+    )
+
+
+async def test_per_index_fields_are_validated(client) -> None:
+    from microkube import errors
+
+    bad = [
+        ({"backoffLimitPerIndex": 1}, "spec.backoffLimitPerIndex"),
+        (
+            {"completionMode": "Indexed", "completions": 2, "maxFailedIndexes": 1},
+            "spec.backoffLimitPerIndex",
+        ),
+        (
+            {
+                "completionMode": "Indexed",
+                "completions": 2,
+                "backoffLimitPerIndex": 1,
+                "maxFailedIndexes": 3,
+            },
+            "spec.maxFailedIndexes",
+        ),
+        (
+            {
+                "podFailurePolicy": {
+                    "rules": [
+                        {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [1]}}
+                    ]
+                }
+            },
+            "spec.podFailurePolicy.rules[0].action",
+        ),
+    ]
+    for spec, field in bad:
+        with pytest.raises(errors.Invalid) as exc:
+            await create_job(client, **spec)
+        assert field in [c.field for c in exc.value.causes], (spec, exc.value.causes)

@@ -157,8 +157,10 @@ class StatefulSetStrategy(_Workload):
         reason (``ValidatePodTemplateSpecForStatefulSet``); we check the union.
         """
         spec = obj.get("spec")
-        claims = spec.get("volumeClaimTemplates") if isinstance(spec, dict) else None
-        tspec = (spec.get("template") or {}).get("spec") if isinstance(spec, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("template"), dict):
+            return super().validate(obj, reg)
+        claims = spec.get("volumeClaimTemplates")
+        tspec = spec["template"].get("spec")
         if not claims or not isinstance(tspec, dict) or not isinstance(claims, list):
             return super().validate(obj, reg)
         names = {v.get("name") for v in tspec.get("volumes") or [] if isinstance(v, dict)}

@@ -15,6 +15,8 @@ from microkube import errors
 from microkube.resources import podspec
 from microkube.resources.strategy import Strategy, register
 
+_MAX_INT32 = 2**31 - 1
+_PER_INDEX_COMPLETIONS = 100_000  # completionsSoftLimit of pkg/apis/batch/validation
 _MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 
@@ -28,7 +30,10 @@ class JobStrategy(Strategy):
             spec["completions"] = 1
             spec["parallelism"] = 1
         spec.setdefault("parallelism", 1)
-        spec.setdefault("backoffLimit", 6)
+        # backoffLimitPerIndex replaces the global limit (defaults.go: MaxInt32 then).
+        spec.setdefault(
+            "backoffLimit", _MAX_INT32 if spec.get("backoffLimitPerIndex") is not None else 6
+        )
         spec.setdefault("completionMode", "NonIndexed")
         spec.setdefault("suspend", False)
         if spec.get("podFailurePolicy") is None:
@@ -74,6 +79,8 @@ class JobStrategy(Strategy):
             "parallelism",
             "completions",
             "backoffLimit",
+            "backoffLimitPerIndex",
+            "maxFailedIndexes",
             "activeDeadlineSeconds",
             "ttlSecondsAfterFinished",
         ):
@@ -90,6 +97,7 @@ class JobStrategy(Strategy):
             )
         if spec.get("completionMode") == "Indexed" and spec.get("completions") is None:
             causes.append(errors.required("spec.completions"))
+        causes += _per_index_errors(spec)
         return causes
 
     def validate_update(
@@ -115,6 +123,53 @@ class JobStrategy(Strategy):
                 )
             )
         return causes
+
+
+def _per_index_errors(spec: dict[str, Any]) -> list[errors.Cause]:
+    """backoffLimitPerIndex/maxFailedIndexes rules of ``ValidateJobSpec``."""
+    causes: list[errors.Cause] = []
+    per_index, most = spec.get("backoffLimitPerIndex"), spec.get("maxFailedIndexes")
+    if most is not None and per_index is None:
+        causes.append(
+            errors.Cause(
+                "FieldValueRequired",
+                "Required value: when maxFailedIndexes is specified",
+                "spec.backoffLimitPerIndex",
+            )
+        )
+    if spec.get("completionMode") != "Indexed":
+        for f, v in (("backoffLimitPerIndex", per_index), ("maxFailedIndexes", most)):
+            if v is not None:
+                causes.append(
+                    errors.invalid_value(f"spec.{f}", v, "requires indexed completion mode")
+                )
+    elif isinstance(most, int) and isinstance(spec.get("completions"), int):
+        if most > spec["completions"]:
+            causes.append(
+                errors.invalid_value(
+                    "spec.maxFailedIndexes", most, "must be less than or equal to completions"
+                )
+            )
+    if per_index is not None and isinstance(spec.get("completions"), int):
+        if spec["completions"] > _PER_INDEX_COMPLETIONS:
+            causes.append(
+                errors.invalid_value(
+                    "spec.completions",
+                    spec["completions"],
+                    f"must be less than or equal to {_PER_INDEX_COMPLETIONS} when backoffLimitPerIndex is specified",
+                )
+            )
+    rules = (spec.get("podFailurePolicy") or {}).get("rules") or []
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        if isinstance(rule, dict) and rule.get("action") == "FailIndex" and per_index is None:
+            causes.append(
+                errors.invalid_value(
+                    f"spec.podFailurePolicy.rules[{i}].action",
+                    "FailIndex",
+                    "requires the backoffLimitPerIndex to be set",
+                )
+            )
+    return causes
 
 
 def schedule_errors(schedule: Any) -> list[str]:
@@ -146,7 +201,9 @@ class CronJobStrategy(Strategy):
         jt.setdefault("metadata", {})
         jspec = jt.setdefault("spec", {})
         if isinstance(jspec, dict):
-            jspec.setdefault("backoffLimit", 6)
+            jspec.setdefault(
+                "backoffLimit", _MAX_INT32 if jspec.get("backoffLimitPerIndex") is not None else 6
+            )
             jspec.setdefault("completionMode", "NonIndexed")
             jspec.setdefault("suspend", False)
             if jspec.get("completions") is None and jspec.get("parallelism") is None:
