@@ -120,6 +120,9 @@ class Kubelet(
         self._checked: dict[str, float] = {}
         self._messages: dict[str, str] = {}
         self._wake: dict[str, asyncio.Event] = {}
+        self._unsure: set[str] = set()
+        """Pods whose sandbox create was attempted and not seen to succeed."""
+        self._present: dict[tuple[str, str], asyncio.Task[rt.ImageInfo | None]] = {}
 
     # --- start-up and adoption -------------------------------------------------------
 
@@ -386,9 +389,10 @@ class Kubelet(
                 await self._remove_sandbox(sb, grace=0)
                 sb = None
             self._checked[uid] = now
-        if sb is None:
-            # A sandbox left by an interrupted create (or a lost cache entry)
-            # would make the create fail on its name: reuse it, or remove it.
+        if sb is None and uid in self._unsure:
+            # A sandbox left by an interrupted create would make the create
+            # fail on its name: reuse it, or remove it.  (Sandboxes of earlier
+            # runs were adopted or removed at start, so a new pod needs no list.)
             for found in await self.runtime.list_sandboxes({rt.LABEL_POD_UID: uid}):
                 if found.state == "ready" and sb is None:
                     sb = found
@@ -400,6 +404,8 @@ class Kubelet(
             cfg = containerspec.sandbox_config(
                 pod, network=self.network, dns_ip=self.dns_ip, cluster_domain=self.cluster_domain
             )
+            self._unsure.add(uid)
+            self.prefetch_images(pod)  # overlaps the image look-ups with the sandbox start
             try:
                 sb = await self.runtime.create_pod_sandbox(cfg)
             except rt.ContainerRuntimeError as exc:
@@ -414,6 +420,7 @@ class Kubelet(
                     await self.runtime.ensure_network(self.network, *self.network_cidr)
                 raise
             self._checked[uid] = now
+            self._unsure.discard(uid)
         self.sandboxes[uid] = sb
         return sb
 

@@ -214,25 +214,31 @@ class PodmanRuntime(ContainerOps):
             body["netns"] = {"nsmode": "bridge"}
             body["Networks"] = {config.network: {}}
 
-        def go() -> str:
+        # A known infra name lets us read the IP without inspecting the pod first.
+        body["infra_name"] = body["name"] + "-infra"
+
+        def go() -> rt.SandboxStatus:
             pod_id = self._post("/pods/create", body)["Id"]
             try:
                 self._post(f"/pods/{pod_id}/start")
             except Exception:
                 self._delete(f"/pods/{pod_id}", force="true")
                 raise
-            return str(pod_id)
+            pod = {"Id": pod_id, "Name": body["name"], "Labels": labels, "State": "Running"}
+            return self._sandbox_from_inspect(pod, infra=body["infra_name"])
 
-        return await self.sandbox_status(await self._run(go))
+        return await self._run(go)
 
-    def _sandbox_from_inspect(self, pod: dict[str, Any]) -> rt.SandboxStatus:
+    def _sandbox_from_inspect(self, pod: dict[str, Any], *, infra: str = "") -> rt.SandboxStatus:
         labels = pod.get("Labels") or {}
         self._sandbox_labels[pod["Id"]] = (pod["Id"], labels)
         ip = ""
-        infra = pod.get("InfraContainerID") or pod.get("InfraId")
+        infra = infra or pod.get("InfraContainerID") or pod.get("InfraId") or ""
         if infra:
             try:
-                nets = self._get(f"/containers/{infra}/json")["NetworkSettings"]
+                info = self._get(f"/containers/{infra}/json")
+                pod.setdefault("Created", info.get("Created"))
+                nets = info["NetworkSettings"]
                 ip = nets.get("IPAddress") or ""
                 for net in (nets.get("Networks") or {}).values():
                     ip = ip or net.get("IPAddress", "")

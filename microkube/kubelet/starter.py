@@ -32,6 +32,11 @@ from microkube.kubelet.backoff import Backoff
 Obj = dict[str, Any]
 
 
+def _consume_exception(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved by _image_present, or not needed
+
+
 def field_path(name: str, init: bool) -> str:
     return f"spec.{'initContainers' if init else 'containers'}{{{name}}}"
 
@@ -49,8 +54,36 @@ class ContainerStarter:
     resync: float
     now: Callable[[], datetime]
     _acted: set[str]
+    _present: dict[tuple[str, str], asyncio.Task[rt.ImageInfo | None]]
 
     _node: Callable[[], Obj | None]
+
+    def prefetch_images(self, pod: Obj) -> None:
+        """Start looking up the pod's images now (while its sandbox is being created).
+
+        Only for ``IfNotPresent``/``Never``; :meth:`_pull` consumes the answer.
+        """
+        uid = pod["metadata"]["uid"]
+        spec = pod.get("spec") or {}
+        for c in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):
+            image = str(c.get("image") or "")
+            key = (uid, image)
+            if image and (c.get("imagePullPolicy") or "IfNotPresent") != "Always":
+                if key not in self._present:
+                    task = asyncio.ensure_future(self.runtime.image_present(image))
+                    task.add_done_callback(_consume_exception)
+                    self._present[key] = task
+
+    async def _image_present(self, uid: str, image: str) -> rt.ImageInfo | None:
+        task = self._present.pop((uid, image), None)
+        if task is not None:
+            try:
+                return await task
+            except rt.ImagePullError:
+                raise  # InvalidImageName: asking again gives the same answer
+            except rt.ContainerRuntimeError:
+                pass  # ask again below
+        return await self.runtime.image_present(image)
 
     async def _pull(self, pod: Obj, c: Obj, fp: str) -> rt.ImageInfo | float:
         """The image, or the seconds to wait before trying again."""
@@ -60,7 +93,7 @@ class ContainerStarter:
         key = f"{uid}/{image}"
         try:
             if policy != "Always":
-                present = await self.runtime.image_present(image)
+                present = await self._image_present(uid, image)
                 if present is not None:
                     await self.recorder.event(
                         pod,

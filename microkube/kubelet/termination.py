@@ -44,6 +44,8 @@ class Terminator:
     now: Callable[[], datetime]
     _acted: set[str]
     _checked: dict[str, float]
+    _unsure: set[str]
+    _present: dict[tuple[str, str], asyncio.Task[rt.ImageInfo | None]]
 
     runtime_state: Callable[
         [Obj, rt.SandboxStatus | None, list[rt.ContainerStatus]], podstatus.PodRuntimeState
@@ -115,6 +117,9 @@ class Terminator:
 
     def _drop_state(self, uid: str) -> None:
         self._checked.pop(uid, None)
+        self._unsure.discard(uid)
+        for key in [k for k in self._present if k[0] == uid]:
+            self._present.pop(key).cancel()
         self.waiting.pop(uid, None)
         self.images.pop(uid, None)
         self.restart_backoff.forget_prefix(uid + "/")
