@@ -19,9 +19,14 @@ with their pod; ``persistentVolumeClaimRetentionPolicy`` ``whenDeleted:
 Delete`` makes the StatefulSet their owner (the garbage collector removes
 them with it) and ``whenScaled: Delete`` deletes them on scale-down.
 
-``OrderedReady`` waits for each pod to be Running and Ready before the next
-and stops at the first unhealthy one; ``Parallel`` does not wait for creation
-or deletion.  Rolling updates wait for readiness in both modes.
+``OrderedReady`` waits for each pod to be Running, Ready and *available*
+(Ready for ``minReadySeconds``) before the next and stops at the first
+unhealthy one; ``Parallel`` does not wait for creation or deletion.  Rolling
+updates wait for availability in both modes; with
+``updateStrategy.rollingUpdate.maxUnavailable`` (upstream's
+MaxUnavailableStatefulSet) up to that many pods may be down at once, the
+outdated ones deleted from the highest ordinal.  While a Ready pod waits out
+``minReadySeconds`` the set is synced again when it becomes available.
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from microkube import errors
 from microkube.client.informer import InformerFactory, split_key
 from microkube.client.local import LocalClient
 from microkube.controllers import events, history
-from microkube.controllers.base import Clock, Controller
+from microkube.controllers.base import Clock, Controller, parse_time
 from microkube.objects import meta
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,41 @@ def claim_name(template: dict[str, Any], sts_name: str, ordinal: int) -> str:
 
 def running_and_ready(pod: dict[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") == "Running" and history.pod_ready(pod)
+
+
+def available_in(pod: dict[str, Any], min_ready: int, now: datetime) -> float | None:
+    """Seconds until ``pod`` counts as available: 0 when it is, None when it is not Ready.
+
+    Mirrors ``podutil.IsPodAvailable``: Ready, and Ready since at least
+    ``minReadySeconds`` (a Ready condition without a transition time never is).
+    """
+    if not running_and_ready(pod):
+        return None
+    if min_ready <= 0:
+        return 0.0
+    cond: dict[str, Any] = next(
+        (c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
+        {},
+    )
+    since = parse_time(cond.get("lastTransitionTime"))
+    if since is None:
+        return float(min_ready)
+    return max((since + timedelta(seconds=min_ready) - now).total_seconds(), 0.0)
+
+
+def max_unavailable(value: Any, replicas: int) -> int:
+    """Mirrors ``getStatefulSetMaxUnavailable``: int or percent (rounded down), at least 1."""
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            n = int(value[:-1]) * replicas // 100
+        except ValueError:
+            n = 1
+    else:
+        try:
+            n = int(value) if value is not None else 1
+        except (TypeError, ValueError):
+            n = 1
+    return max(n, 1)
 
 
 def revision_template(revision: dict[str, Any]) -> dict[str, Any]:
@@ -143,11 +184,23 @@ class StatefulSetController(Controller):
             if (o := ordinal_of(name, p)) is not None
         }
         await self._status(sts, pods, current_rev, update_rev, collisions)
+        self._requeue_when_available(sts, pods)
         live = {current_rev["metadata"]["name"], update_rev["metadata"]["name"]}
         live |= {
             p["metadata"]["labels"].get(history.REVISION_HASH_LABEL, "") for p in pods.values()
         }
         await history.truncate_history(self.client, sts, revisions, live)
+
+    def _requeue_when_available(self, sts: dict[str, Any], pods: dict[int, dict[str, Any]]) -> None:
+        """Ready pods waiting out minReadySeconds make no event when they become available."""
+        min_ready = int(sts["spec"].get("minReadySeconds") or 0)
+        if min_ready <= 0:
+            return
+        now = self.now()
+        waits = [w for p in pods.values() if (w := available_in(p, min_ready, now))]
+        if waits:
+            m = sts["metadata"]
+            self.queue.add_after(f"{m['namespace']}/{m['name']}", min(waits) + 0.05)
 
     async def _status(
         self,
@@ -169,11 +222,13 @@ class StatefulSetController(Controller):
             "updateRevision": upd,
             "collisionCount": collisions,
         }
+        min_ready, now = int(sts["spec"].get("minReadySeconds") or 0), self.now()
         for p in pods.values():
             st["replicas"] += 1
             if running_and_ready(p):
                 st["readyReplicas"] += 1
-                st["availableReplicas"] += 1
+                if available_in(p, min_ready, now) == 0:
+                    st["availableReplicas"] += 1
             if not meta.is_deleting(p):
                 rev = p["metadata"]["labels"].get(history.REVISION_HASH_LABEL)
                 st["currentReplicas"] += rev == cur
@@ -232,7 +287,22 @@ class _Pass:
         self.replicas = int(spec.get("replicas", 1))
         us = spec.get("updateStrategy") or {}
         self.rolling = us.get("type", "RollingUpdate") == "RollingUpdate"
-        self.partition = int((us.get("rollingUpdate") or {}).get("partition") or 0)
+        ru = us.get("rollingUpdate") or {}
+        self.partition = int(ru.get("partition") or 0)
+        self.max_unavailable = (
+            max_unavailable(ru["maxUnavailable"], self.replicas)
+            if ru.get("maxUnavailable") is not None
+            else None
+        )
+        self.min_ready = int(spec.get("minReadySeconds") or 0)
+        self.now = ctl.now()
+
+    def available(self, pod: dict[str, Any] | None) -> bool:
+        return pod is not None and available_in(pod, self.min_ready, self.now) == 0
+
+    def unavailable(self, pod: dict[str, Any] | None) -> bool:
+        """Mirrors ``isUnavailable``: missing, not healthy, or not yet available."""
+        return pod is None or meta.is_deleting(pod) or not self.available(pod)
 
     async def run(self) -> None:
         if not await self._replicas():
@@ -279,7 +349,7 @@ class _Pass:
                 if self.monotonic:
                     return False
                 continue
-            if self.monotonic and (meta.is_deleting(pod) or not running_and_ready(pod)):
+            if self.monotonic and (meta.is_deleting(pod) or not self.available(pod)):
                 return False
         return True
 
@@ -322,10 +392,18 @@ class _Pass:
         condemned = sorted((o for o in self.pods if o < self.start or o >= end), reverse=True)
         if self.monotonic and any(meta.is_deleting(self.pods[o]) for o in condemned):
             return False
+        # processCondemned: in order, a condemned pod goes only once it is available,
+        # unless it is the first unavailable pod (else a broken pod would block scale-down).
+        first_unavailable = next(
+            (o for o in range(self.start, end) if self.unavailable(self.pods.get(o))),
+            next((o for o in reversed(condemned) if self.unavailable(self.pods[o])), None),
+        )
         for o in condemned:
             pod = self.pods[o]
             if meta.is_deleting(pod):
                 continue
+            if self.monotonic and not self.available(pod) and o != first_unavailable:
+                return False
             await self._delete_pod(pod, "scale down")
             await self._scaled_claims(o)
             if self.monotonic:
@@ -343,8 +421,11 @@ class _Pass:
             )
 
     async def _roll(self) -> None:
-        """Delete one outdated pod, highest ordinal first, once all are healthy."""
+        """Delete one outdated pod, highest ordinal first, once all are available."""
         upd = self.update["metadata"]["name"]
+        if self.max_unavailable is not None:
+            await self._roll_unavailable(upd, self.max_unavailable)
+            return
         for o in sorted(self.pods, reverse=True):
             if o - self.start < self.partition or o >= self.start + self.replicas:
                 continue
@@ -353,8 +434,23 @@ class _Pass:
                 if not meta.is_deleting(pod):
                     await self._delete_pod(pod, "update")
                 return
-            if not running_and_ready(pod):
+            if self.unavailable(pod):
                 return
+
+    async def _roll_unavailable(self, upd: str, budget: int) -> None:
+        """Mirrors ``updateStatefulSetAfterInvariantEstablished``: up to ``budget`` pods down."""
+        ordinals = range(self.start, self.start + self.replicas)
+        down = sum(1 for o in ordinals if self.unavailable(self.pods.get(o)))
+        room = budget - down
+        for o in reversed(ordinals):
+            if room <= 0 or o - self.start < self.partition:
+                return
+            pod = self.pods.get(o)
+            if pod is None or meta.is_deleting(pod):
+                continue
+            if pod["metadata"]["labels"].get(history.REVISION_HASH_LABEL) != upd:
+                await self._delete_pod(pod, "update")
+                room -= 1
 
     async def _delete_pod(self, pod: dict[str, Any], why: str) -> None:
         name = self.sts["metadata"]["name"]

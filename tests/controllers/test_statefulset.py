@@ -218,3 +218,85 @@ def test_revision_hash_is_stable_and_safe() -> None:
     assert a == history.compute_hash({"spec": {"template": {"x": 1}}})
     assert a != history.compute_hash({"spec": {"template": {"x": 1}}}, 1)
     assert set(a) <= set("bcdfghjklmnpqrstvwxz2456789")
+
+
+async def ready_since(client: LocalClient, name: str, since: str) -> None:
+    def f(p: dict[str, Any]) -> dict[str, Any]:
+        p["status"] = {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": since}],
+        }
+        return p
+
+    await client.mutate(client.resource("", "pods"), "default", name, f, subresource="status")
+
+
+async def test_min_ready_seconds_gates_ordered_creation(client, informers) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = [datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)]
+    ctl = StatefulSetController(client, informers, clock=lambda: now[0])
+    await client.create(
+        client.resource("apps", "statefulsets"), "default", sts_body(2, minReadySeconds=10)
+    )
+    await ctl.sync("default", "web")
+    await ready_since(client, "web-0", "2030-01-01T12:00:00Z")
+    await ctl.sync("default", "web")
+    assert list(pods(client)) == ["web-0"]  # Ready, but not yet available
+    st = sts(client)["status"]
+    assert st["readyReplicas"] == 1 and st["availableReplicas"] == 0
+    assert ctl.queue.delayed()  # synced again when web-0 becomes available
+    now[0] += timedelta(seconds=11)
+    await ctl.sync("default", "web")
+    assert sorted(pods(client)) == ["web-0", "web-1"]
+    assert sts(client)["status"]["availableReplicas"] == 1
+
+
+async def test_max_unavailable_rolls_several_at_once(client, ctl) -> None:
+    body = sts_body(
+        4,
+        podManagementPolicy="Parallel",
+        updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}},
+    )
+    await client.create(client.resource("apps", "statefulsets"), "default", body)
+    await settle(client, ctl)
+    rev1 = sts(client)["status"]["currentRevision"]
+
+    def new_image(o: dict[str, Any]) -> dict[str, Any]:
+        o["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
+        return o
+
+    await client.mutate(client.resource("apps", "statefulsets"), "default", "web", new_image)
+    await ctl.sync("default", "web")
+    assert sorted(pods(client)) == ["web-0", "web-1"]  # web-3 and web-2 together
+    await ctl.sync("default", "web")  # recreated at the new revision, not ready: budget spent
+    ps = pods(client)
+    assert sorted(ps) == ["web-0", "web-1", "web-2", "web-3"]
+    assert ps["web-1"]["metadata"]["labels"][history.REVISION_HASH_LABEL] == rev1
+    await settle(client, ctl)
+    images = {n: p["spec"]["containers"][0]["image"] for n, p in pods(client).items()}
+    assert set(images.values()) == {"nginx:2"}
+
+
+async def test_min_ready_and_max_unavailable_are_validated(client) -> None:
+    rt = client.resource("apps", "statefulsets")
+    path = "spec.updateStrategy.rollingUpdate.maxUnavailable"
+    for value, message in (
+        (0, "cannot be 0"),
+        ("150%", "must not be greater than 100%"),
+        ("x", "percent"),
+    ):
+        body = sts_body(
+            1, updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": value}}
+        )
+        with pytest.raises(errors.Invalid) as exc:
+            await client.create(rt, "default", body)
+        (cause,) = exc.value.causes
+        assert cause.field == path and message in cause.message
+    with pytest.raises(errors.Invalid) as exc:
+        await client.create(rt, "default", sts_body(1, minReadySeconds=-1))
+    assert [c.field for c in exc.value.causes] == ["spec.minReadySeconds"]
+    ok = sts_body(
+        1, updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "50%"}}
+    )
+    await client.create(rt, "default", ok)

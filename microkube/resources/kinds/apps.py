@@ -6,6 +6,7 @@ Mirrors ``pkg/apis/apps/v1/defaults.go`` and the immutable-selector rule of
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from microkube import errors
@@ -151,14 +152,19 @@ class StatefulSetStrategy(_Workload):
         podspec.default_template(spec.get("template"))
 
     def validate(self, obj: dict[str, Any], reg: Any) -> list[errors.Cause]:
+        spec = obj.get("spec")
+        if not isinstance(spec, dict) or not isinstance(spec.get("template"), dict):
+            return super().validate(obj, reg)
+        return self._validate_template(obj, spec, reg) + _sts_rolling_errors(spec)
+
+    def _validate_template(
+        self, obj: dict[str, Any], spec: dict[str, Any], reg: Any
+    ) -> list[errors.Cause]:
         """Containers may mount the volumeClaimTemplates: validate against that union.
 
         Upstream skips the template's volume checks for StatefulSets for this
         reason (``ValidatePodTemplateSpecForStatefulSet``); we check the union.
         """
-        spec = obj.get("spec")
-        if not isinstance(spec, dict) or not isinstance(spec.get("template"), dict):
-            return super().validate(obj, reg)
         claims = spec.get("volumeClaimTemplates")
         tspec = spec["template"].get("spec")
         if not claims or not isinstance(tspec, dict) or not isinstance(claims, list):
@@ -208,6 +214,43 @@ class StatefulSetStrategy(_Workload):
                 )
                 break
         return causes
+
+
+def _sts_rolling_errors(spec: dict[str, Any]) -> list[errors.Cause]:
+    """minReadySeconds and rollingUpdate.maxUnavailable rules of ``ValidateStatefulSetSpec``."""
+    causes: list[errors.Cause] = []
+    mrs = spec.get("minReadySeconds")
+    if mrs is not None and (not isinstance(mrs, int) or mrs < 0):
+        causes.append(
+            errors.invalid_value("spec.minReadySeconds", mrs, "must be greater than or equal to 0")
+        )
+    ru = (spec.get("updateStrategy") or {}).get("rollingUpdate") or {}
+    value, path = ru.get("maxUnavailable"), "spec.updateStrategy.rollingUpdate.maxUnavailable"
+    if value is None:
+        return causes
+    if isinstance(value, str):
+        if not re.fullmatch(r"[0-9]+%", value):
+            causes.append(
+                errors.invalid_value(
+                    path,
+                    value,
+                    "a valid percent string must be a numeric string followed by an ending '%' "
+                    "(e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                )
+            )
+            return causes
+        number = int(value[:-1])
+        if number > 100:
+            causes.append(errors.invalid_value(path, value, "must not be greater than 100%"))
+    elif isinstance(value, int):
+        number = value
+        if number < 0:
+            causes.append(errors.invalid_value(path, value, "must be greater than or equal to 0"))
+    else:
+        return [*causes, errors.invalid_value(path, value, "must be an integer or a percentage")]
+    if number == 0:
+        causes.append(errors.invalid_value(path, value, "cannot be 0"))
+    return causes
 
 
 @register("apps", "DaemonSet")
