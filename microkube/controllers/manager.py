@@ -14,13 +14,14 @@ from typing import Any
 
 from microkube.client.informer import InformerFactory
 from microkube.client.local import LocalClient
-from microkube.controllers import endpoints, events, namespace, serviceaccount
+from microkube.controllers import endpoints, events, serviceaccount
 from microkube.controllers.base import Controller
 from microkube.controllers.cronjob import CronJobController
 from microkube.controllers.daemonset import DaemonSetController
 from microkube.controllers.deployment import DeploymentController
 from microkube.controllers.garbagecollector import GarbageCollector
 from microkube.controllers.job import JobController
+from microkube.controllers.namespace import NamespaceController
 from microkube.controllers.replicaset import ReplicaSetController
 from microkube.controllers.statefulset import StatefulSetController
 
@@ -32,6 +33,7 @@ CONTROLLERS: list[type[Controller]] = [
     CronJobController,
     StatefulSetController,
     DaemonSetController,
+    NamespaceController,
 ]
 
 
@@ -44,7 +46,6 @@ async def start(cluster: Any) -> list[asyncio.Task[Any]]:
     tasks += [asyncio.create_task(c.run(), name=c.name) for c in controllers]
     tasks += [
         asyncio.create_task(events.EventTTL(client).run(), name="event-ttl"),
-        asyncio.create_task(namespace.run(reg), name="namespace-controller"),
         asyncio.create_task(serviceaccount.run(reg), name="serviceaccount-controller"),
         asyncio.create_task(endpoints.run(reg, cluster.settings), name="endpoints-controller"),
     ]

@@ -1,20 +1,33 @@
 """Namespace lifecycle: deleting a namespace removes everything in it, then the namespace.
 
-Mirrors ``pkg/controller/namespace/deletion``: when a namespace has a
+Mirrors ``pkg/controller/namespace``: when a namespace has a
 deletionTimestamp, every namespaced object in it is deleted (background
 propagation), the controller waits until none is left, then clears the
 ``kubernetes`` finalizer so the namespace goes away.  It never hangs in
 Terminating: objects whose own finalizers block them are reported in the
 namespace's conditions, exactly like upstream's NamespaceFinalizersRemaining.
+
+Event-driven like the other controllers::
+
+    namespace events ──► queue(name) ──► sync ── content left? ──► add_after(estimate)
+    pod deleted in a terminating namespace ──► queue(name)
+
+Pods are what a namespace usually waits for (graceful termination by the
+kubelet), so their deletion wakes the namespace at once; anything else left
+(objects held by other finalizers) is looked at again after an estimate, as
+upstream's ``ResourcesRemainingError`` does (its ``estimate/2 + 1`` seconds,
+here at most :data:`RECHECK` seconds).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from microkube import errors
+from microkube.client.informer import InformerFactory
+from microkube.client.local import LocalClient
+from microkube.controllers.base import Clock, Controller
 from microkube.objects import meta
 from microkube.resources.registry import DeleteOptions, Registry
 
@@ -72,34 +85,33 @@ async def sync(reg: Registry, name: str) -> bool:
     return True
 
 
-async def run(reg: Registry) -> None:
-    """Watch namespaces; keep syncing the terminating ones until they are gone."""
-    ns_rt = reg.catalog.get("", "v1", "namespaces")
-    assert ns_rt is not None
-    pending: set[str] = set()
-    while True:
-        try:
-            async for etype, obj in reg.watch(ns_rt, None, resource_version=""):
-                if etype in ("ADDED", "MODIFIED") and meta.is_deleting(obj):
-                    pending.add(obj["metadata"]["name"])
-                for name in list(pending):
-                    if await sync(reg, name):
-                        pending.discard(name)
-                if pending:
-                    # Poll while something terminates: dependents disappear asynchronously.
-                    await _drain(reg, pending)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001
-            log.exception("namespace controller failed; restarting")
-            await asyncio.sleep(1)
+#: Longest wait before looking again at a namespace whose content is not gone yet.
+RECHECK = 1.0
 
 
-async def _drain(reg: Registry, pending: set[str]) -> None:
-    for _ in range(600):
-        for name in list(pending):
-            if await sync(reg, name):
-                pending.discard(name)
-        if not pending:
-            return
-        await asyncio.sleep(0.2)
+class NamespaceController(Controller):
+    name = "namespace-controller"
+
+    def __init__(
+        self, client: LocalClient, informers: InformerFactory, *, clock: Clock | None = None
+    ) -> None:
+        super().__init__(client, informers, clock=clock)
+        self.ns_informer = informers.informer(client.resource("", "namespaces"))
+        self.ns_informer.add_handler(
+            on_add=self._namespace, on_update=lambda old, new: self._namespace(new)
+        )
+        informers.informer(client.resource("", "pods")).add_handler(on_delete=self._pod_gone)
+
+    def _namespace(self, ns: dict[str, Any]) -> None:
+        if meta.is_deleting(ns):
+            self.queue.add(ns["metadata"]["name"])
+
+    def _pod_gone(self, pod: dict[str, Any]) -> None:
+        name = pod["metadata"].get("namespace", "")
+        ns = self.ns_informer.get("", name)
+        if ns is not None and meta.is_deleting(ns):
+            self.queue.add(name)
+
+    async def reconcile(self, key: str) -> None:
+        if not await sync(self.client.registry, key):
+            self.queue.add_after(key, RECHECK)
