@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -44,6 +45,22 @@ def test_safe_encode_and_hash() -> None:
     assert h == util.compute_hash(copy.deepcopy(t), None)
     assert h != util.compute_hash(t, 1)
     assert set(h) <= set("bcdfghjklmnpqrstvwxz2456789") and 1 <= len(h) <= 10
+
+
+def test_hash_steps_match_upstream() -> None:
+    # FNV-1a 32 reference vectors (Go's hash/fnv New32a)
+    assert util.fnv32a(b"") == 0x811C9DC5
+    assert util.fnv32a(b"a") == 0xE40C292C
+    assert util.fnv32a(b"foobar") == 0xBF9CF968
+    # SafeEncodeString maps each character of the decimal Sum32 (rune % 27)
+    assert util.safe_encode("4293255478") == "".join(
+        "bcdfghjklmnpqrstvwxz2456789"[ord(c) % 27] for c in "4293255478"
+    )
+    # collisionCount: 8 bytes after the template, the count little-endian first
+    t = deploy()["spec"]["template"]
+    body = json.dumps(t, sort_keys=True, separators=(",", ":")).encode()
+    want = util.safe_encode(str(util.fnv32a(body + bytes([5, 0, 0, 0, 0, 0, 0, 0]))))
+    assert util.compute_hash(t, 5) == want
 
 
 def test_fenceposts_round_as_upstream() -> None:

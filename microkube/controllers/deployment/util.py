@@ -56,10 +56,18 @@ def safe_encode(s: str) -> str:
 
 
 def compute_hash(template: Obj, collision_count: int | None) -> str:
-    """controller.ComputeHash: FNV-32a of the template (+ collisionCount, LE uint32).
+    """controller.ComputeHash: FNV-32a of the template, then collisionCount, then SafeEncodeString.
 
-    Upstream hashes Go's spew dump of the struct; we hash canonical JSON, which
-    is just as stable for one server (the hash is opaque to every client).
+    Checked against upstream (``pkg/controller/controller_utils.go`` ComputeHash,
+    ``pkg/util/hash`` DeepHashObject, apimachinery ``rand.SafeEncodeString``):
+    when collisionCount is set, 8 bytes follow the template (the count as a
+    little-endian uint32, then 4 zero bytes); ``Sum32`` is rendered in decimal
+    and each digit mapped onto ``bcdfghjklmnpqrstvwxz2456789``.  Only the bytes
+    of the template differ: upstream writes Go's ``dump.ForHash`` (spew) of the
+    typed ``v1.PodTemplateSpec``, whose text depends on the Go field order and
+    types of one Kubernetes release, so the same template hashes differently
+    across releases there too; we write canonical JSON, stable for this server.
+    No client reads meaning into the value, only equality.
     """
     data = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
     if collision_count is not None:
