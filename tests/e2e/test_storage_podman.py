@@ -6,8 +6,9 @@ One ``microkube serve`` per module (unique instance, 10.226.X.0/24 pod CIDR,
 the scheduler picks a node for a pod using the claim; the kubelet bind-mounts
 it.  Checked from inside the containers with ``kubectl exec``: data written by
 one pod is there for the next one, a read-only claim mount refuses writes, a
-claim in use is only deleted once its pod is gone, and each StatefulSet
-replica gets its own claim back after its pod is deleted.
+claim in use is only deleted once its pod is gone, each StatefulSet replica
+gets its own claim back after its pod is deleted, and data and bindings
+survive a restart of microkube itself.
 """
 
 from __future__ import annotations
@@ -266,3 +267,21 @@ def test_statefulset_replicas_keep_their_data(kubectl: Kubectl) -> None:
         assert kubectl("exec", f"db-{i}", "--", "cat", "/data/id").stdout == f"db-{i}\n"
         assert kubectl("exec", f"db-{i}", "--", "cat", "/data/starts").stdout == "start\nstart\n"
     kubectl("delete", "statefulset", "db", "--timeout=60s")
+
+
+def test_data_survives_a_microkube_restart(kubectl: Kubectl, server: Server) -> None:
+    apply(kubectl, claim("keep"), claim_pod("keeper", "keep", "echo kept > /data/f"))
+    running(kubectl, "keeper")
+    volume = get(kubectl, "pvc", "keep")["spec"]["volumeName"]
+    server.stop()
+    server.start(timeout=60)
+    assert get(kubectl, "pvc", "keep")["spec"]["volumeName"] == volume
+    running(kubectl, "keeper")
+    assert kubectl("exec", "keeper", "--", "cat", "/data/f").stdout == "kept\n"
+    # A new pod after the restart mounts the same volume.
+    kubectl("delete", "pod", "keeper", "--timeout=60s")
+    apply(kubectl, claim_pod("keeper", "keep", "true"))
+    running(kubectl, "keeper")
+    assert kubectl("exec", "keeper", "--", "cat", "/data/f").stdout == "kept\n"
+    kubectl("delete", "pod", "keeper", "--timeout=60s")
+    kubectl("delete", "pvc", "keep", "--timeout=60s")
