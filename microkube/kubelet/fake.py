@@ -125,6 +125,8 @@ class FakeRuntime:
         self._default_cidr = default_cidr
         self.sandboxes: dict[str, rt.SandboxStatus] = {}
         self.containers: dict[str, _Container] = {}
+        self._by_pod: dict[str, dict[str, None]] = {}
+        """Pod UID → its container ids (in creation order): the kubelet lists per pod."""
 
     def _new_id(self) -> str:
         return hashlib.sha256(f"{self.instance}/{next(self._ids)}".encode()).hexdigest()
@@ -211,7 +213,7 @@ class FakeRuntime:
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
         self.sandboxes.pop(sandbox_id, None)
         for cid in [c for c, v in self.containers.items() if v.status.sandbox_id == sandbox_id]:
-            del self.containers[cid]
+            self._drop(cid)
 
     async def open_port(
         self, sandbox_id: str, port: int
@@ -244,7 +246,16 @@ class FakeRuntime:
             restart_count=config.restart_count,
         )
         self.containers[status.id] = _Container(status, config)
+        self._by_pod.setdefault(sandbox.uid, {})[status.id] = None
         return status.id
+
+    def _drop(self, container_id: str) -> None:
+        c = self.containers.pop(container_id, None)
+        if c is not None:
+            ids = self._by_pod.get(c.status.pod_uid, {})
+            ids.pop(container_id, None)
+            if not ids:
+                self._by_pod.pop(c.status.pod_uid, None)
 
     def _get(self, container_id: str) -> _Container:
         try:
@@ -288,7 +299,7 @@ class FakeRuntime:
             self._exit(c, int(c.config.env.get(STOP_EXIT_CODE, "0")), self.clock())
 
     async def remove_container(self, container_id: str) -> None:
-        self.containers.pop(container_id, None)
+        self._drop(container_id)
 
     async def container_status(self, container_id: str) -> rt.ContainerStatus:
         return self._get(container_id).status
@@ -297,7 +308,13 @@ class FakeRuntime:
         self, labels: dict[str, str] | None = None, *, sandbox_id: str | None = None
     ) -> list[rt.ContainerStatus]:
         out = []
-        for c in self.containers.values():
+        uid = (labels or {}).get(rt.LABEL_POD_UID)
+        candidates = (
+            self.containers.values()
+            if uid is None
+            else [self.containers[i] for i in self._by_pod.get(uid, {}) if i in self.containers]
+        )
+        for c in candidates:
             if _matches(c.status.labels, labels) and sandbox_id in (None, c.status.sandbox_id):
                 self._advance(c)
                 out.append(c.status)
@@ -342,6 +359,7 @@ class FakeRuntime:
     async def cleanup_all(self) -> None:
         self.sandboxes.clear()
         self.containers.clear()
+        self._by_pod.clear()
         self._networks.clear()
 
 

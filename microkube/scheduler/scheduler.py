@@ -60,6 +60,7 @@ class Scheduler:
         self._generation = 0  # bumped by cluster changes that may free room
         self._tried: dict[str, tuple[int, str, float]] = {}  # uid -> (gen, spec, when)
         self._wake = asyncio.Event()
+        self._snapshot: dict[str, list[Obj]] | None = None  # node -> its pods, during a pass
 
     # --- caches ---------------------------------------------------------------
 
@@ -129,17 +130,28 @@ class Scheduler:
         """Try every due pending pod once; returns how many were bound."""
         now = asyncio.get_running_loop().time()
         bound = 0
-        for pod in self._pending():
-            if not self._due(pod, now):
-                continue
-            if await self.schedule_one(pod):
-                bound += 1
-            else:
-                uid = pod["metadata"]["uid"]
-                self._tried[uid] = (self._generation, _spec_key(pod), now)
+        # A snapshot of the pods on each node for this pass (kept up to date
+        # with our own bindings), so a pass over N pods is not O(N²).
+        self._snapshot = {}
+        for p in self.pods.values():
+            if node := (p.get("spec") or {}).get("nodeName"):
+                self._snapshot.setdefault(node, []).append(p)
+        try:
+            for pod in self._pending():
+                if not self._due(pod, now):
+                    continue
+                if await self.schedule_one(pod):
+                    bound += 1
+                else:
+                    uid = pod["metadata"]["uid"]
+                    self._tried[uid] = (self._generation, _spec_key(pod), now)
+        finally:
+            self._snapshot = None
         return bound
 
     def _on_node_pods(self, node: str) -> list[Obj]:
+        if self._snapshot is not None:
+            return self._snapshot.get(node, [])
         return [p for p in self.pods.values() if (p.get("spec") or {}).get("nodeName") == node]
 
     def _on_claim(self, etype: str, obj: Obj) -> None:
@@ -226,6 +238,8 @@ class Scheduler:
             log.debug("binding %s/%s: %s", m["namespace"], m["name"], exc)
             return False
         self.pods[m["uid"]] = new
+        if self._snapshot is not None:
+            self._snapshot.setdefault(node_name, []).append(new)
         self._tried.pop(m["uid"], None)
         await self.recorder.event(
             pod,
