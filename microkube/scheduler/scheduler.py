@@ -131,7 +131,11 @@ class Scheduler:
         now = asyncio.get_running_loop().time()
         bound = 0
         # A snapshot of the pods on each node for this pass (kept up to date
-        # with our own bindings), so a pass over N pods is not O(N²).
+        # with our own bindings), so a pass over N pods is not O(N²).  A failure
+        # is recorded at the snapshot's generation: a pod deleted while the pass
+        # runs (it awaits writes) still occupied the snapshot, so pods it failed
+        # must be due again at once, not after retry_interval.
+        generation = self._generation
         self._snapshot = {}
         for p in self.pods.values():
             if node := (p.get("spec") or {}).get("nodeName"):
@@ -144,7 +148,7 @@ class Scheduler:
                     bound += 1
                 else:
                     uid = pod["metadata"]["uid"]
-                    self._tried[uid] = (self._generation, _spec_key(pod), now)
+                    self._tried[uid] = (generation, _spec_key(pod), now)
         finally:
             self._snapshot = None
         return bound

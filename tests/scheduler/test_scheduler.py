@@ -9,6 +9,7 @@ import pytest
 
 from microkube.kubelet.node import NodeAgent
 from microkube.resources.registry import DeleteOptions, Registry
+from microkube.scheduler import binding as scheduler_binding
 from microkube.scheduler.scheduler import Scheduler
 
 pytestmark = pytest.mark.anyio
@@ -122,6 +123,40 @@ async def test_cordon_and_pod_deletion_frees_room(registry: Registry, tmp_path: 
     assert _cond(registry.get(pods, "default", "c"))["message"] == (
         "0/1 nodes are available: 1 node(s) were unschedulable."
     )
+
+
+async def test_room_freed_during_a_pass_is_retried_at_once(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pod deleted while a pass awaits its writes makes that pass's failures due again."""
+    await _node(registry, tmp_path)
+    nodes = registry.catalog.get("", "v1", "nodes")
+    pods = registry.catalog.get("", "v1", "pods")
+
+    def one_pod(n: dict[str, Any]) -> dict[str, Any]:
+        n["status"]["allocatable"]["pods"] = "1"
+        return n
+
+    await registry.guaranteed_update(nodes, "", "node1", one_pod, subresource="status")
+    await registry.create(pods, "default", _pod("a"))
+    s = Scheduler(registry)
+    s.prime()
+    assert await s.schedule_pending() == 1
+    await registry.create(pods, "default", _pod("b"))
+    s.prime()
+    a = registry.get(pods, "default", "a")
+    real = scheduler_binding.set_scheduled_condition
+
+    async def deletion_arrives_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        await registry.delete(pods, "default", "a", DeleteOptions(grace_period_seconds=0))
+        s._on_pod("DELETED", a)  # the watch event, delivered while the pass awaits
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(scheduler_binding, "set_scheduled_condition", deletion_arrives_meanwhile)
+    assert await s.schedule_pending() == 0  # b failed against the pass's snapshot
+    monkeypatch.setattr(scheduler_binding, "set_scheduled_condition", real)
+    assert await s.schedule_pending() == 1  # due again at once (not after retry_interval)
+    assert registry.get(pods, "default", "b")["spec"]["nodeName"] == "node1"
 
 
 async def test_run_loop_schedules(registry: Registry, tmp_path: Path) -> None:
