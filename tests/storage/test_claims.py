@@ -210,6 +210,13 @@ async def test_scheduler_waits_for_claims_then_binds(registry: Registry, tmp_pat
     )
 
 
+def claim_mounts(mounts: list[Any]) -> list[Any]:
+    """The mounts other than the service-account token admission adds to every pod."""
+    return [
+        m for m in mounts if m.container_path != "/var/run/secrets/kubernetes.io/serviceaccount"
+    ]
+
+
 async def test_kubelet_mounts_the_bound_volume(registry: Registry, tmp_path: Path) -> None:
     await storage.ensure_default_class(registry)
     ctrl = storage.StorageController(registry, tmp_path / "volumes")
@@ -230,10 +237,10 @@ async def test_kubelet_mounts_the_bound_volume(registry: Registry, tmp_path: Pat
     )
     paths = vm.setup(waiting)
     assert paths["d"] == host
-    [mount] = vm.mounts(waiting, waiting["spec"]["containers"][0], paths)
+    [mount] = claim_mounts(vm.mounts(waiting, waiting["spec"]["containers"][0], paths))
     assert (mount.host_path, mount.container_path, mount.read_only) == (str(host), "/d", False)
     ro = await registry.create(pods, "default", pod("reader", "data", node="node1", read_only=True))
-    [mount] = vm.mounts(ro, ro["spec"]["containers"][0], vm.setup(ro))
+    [mount] = claim_mounts(vm.mounts(ro, ro["spec"]["containers"][0], vm.setup(ro)))
     assert mount.read_only
     # A claim being deleted does not start new pods, but running ones keep it.
     await registry.delete(pvcs, "default", "data")

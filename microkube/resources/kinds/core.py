@@ -14,7 +14,7 @@ from typing import Any
 
 from microkube import errors
 from microkube.objects import meta
-from microkube.resources import podspec
+from microkube.resources import podspec, saadmission
 from microkube.resources.strategy import Strategy, register
 
 _DEFAULT_TOLERATIONS = [
@@ -45,9 +45,7 @@ class PodStrategy(Strategy):
         spec = obj.setdefault("spec", {})
         if not isinstance(spec, dict):
             return
-        # ServiceAccount admission.
-        spec.setdefault("serviceAccountName", "default")
-        spec["serviceAccount"] = spec["serviceAccountName"]
+        saadmission.admit(obj, reg)
         # DefaultTolerationSeconds admission.
         tolerations = spec.setdefault("tolerations", [])
         for t in _DEFAULT_TOLERATIONS:
