@@ -460,7 +460,20 @@ class Kubelet(
 
 
 def _same_desired(a: Obj, b: Obj) -> bool:
-    """Only the status differs: nothing for the kubelet to act on at once."""
-    return a.get("spec") == b.get("spec") and a.get("metadata", {}).get(
-        "deletionTimestamp"
-    ) == b.get("metadata", {}).get("deletionTimestamp")
+    """Only the status differs: nothing for the kubelet to act on at once.
+
+    A change to a readiness gate's condition counts: Ready must follow it.
+    """
+    gates = {g.get("conditionType") for g in (b.get("spec") or {}).get("readinessGates") or []}
+
+    def gate_conditions(p: Obj) -> list[Obj]:
+        return [
+            c for c in (p.get("status") or {}).get("conditions") or [] if c.get("type") in gates
+        ]
+
+    return (
+        a.get("spec") == b.get("spec")
+        and a.get("metadata", {}).get("deletionTimestamp")
+        == b.get("metadata", {}).get("deletionTimestamp")
+        and (not gates or gate_conditions(a) == gate_conditions(b))
+    )

@@ -184,6 +184,31 @@ def phase(pod: Obj, init_statuses: list[Obj], statuses: list[Obj]) -> str:
     return "Pending"
 
 
+_KUBELET_CONDITIONS = (
+    "PodScheduled",
+    "PodReadyToStartContainers",
+    "Initialized",
+    "Ready",
+    "ContainersReady",
+)
+
+
+def _unready_gates(spec: Obj, conditions: list[Obj]) -> list[str]:
+    """Why the readiness gates hold Ready back (mirrors ``GeneratePodReadyCondition``)."""
+    by_type = {c.get("type"): c for c in conditions}
+    out = []
+    for gate in spec.get("readinessGates") or []:
+        t = gate.get("conditionType", "")
+        c = by_type.get(t)
+        if c is None:
+            out.append(f'corresponding condition of pod readiness gate "{t}" does not exist.')
+        elif c.get("status") != "True":
+            out.append(
+                f'the status of pod readiness gate "{t}" is not "True", but {c.get("status")}'
+            )
+    return out
+
+
 def _condition(type_: str, ok: bool, reason: str = "", message: str = "") -> Obj:
     c: Obj = {"type": type_, "status": "True" if ok else "False", "lastProbeTime": None}
     if not ok and reason:
@@ -243,10 +268,13 @@ def compute(pod: Obj, state: PodRuntimeState, *, now: datetime) -> Obj:
         ]
     else:
         msg = f"containers with unready status: [{' '.join(unready)}]"
-        conds += [
-            _condition("Ready", not unready, "ContainersNotReady", msg),
-            _condition("ContainersReady", not unready, "ContainersNotReady", msg),
-        ]
+        gates = [] if unready else _unready_gates(spec, old.get("conditions") or [])
+        ready = (
+            _condition("Ready", False, "ReadinessGatesNotReady", ", ".join(gates))
+            if gates
+            else _condition("Ready", not unready, "ContainersNotReady", msg)
+        )
+        conds += [ready, _condition("ContainersReady", not unready, "ContainersNotReady", msg)]
     stamp = ts(now)
     previous = {c.get("type"): c for c in old.get("conditions") or []}
     for c in conds:
@@ -264,6 +292,8 @@ def compute(pod: Obj, state: PodRuntimeState, *, now: datetime) -> Obj:
                 "lastTransitionTime": stamp,
             }
         ]
+    # Conditions the kubelet does not own (readiness gates', DisruptionTarget …) stay.
+    kept += [c for t, c in previous.items() if t not in _KUBELET_CONDITIONS]
     kept_fields = ("nominatedNodeName", "resize") + (("reason", "message") if done else ())
     out: Obj = {
         **{k: v for k, v in old.items() if k in kept_fields},

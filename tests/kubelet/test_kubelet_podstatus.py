@@ -187,3 +187,39 @@ def test_sidecar_counts_for_readiness_not_for_phase() -> None:
     q = pod(["main"], init=["i"])
     running_init = podstatus.PodRuntimeState(sandbox=SB, containers=[ctr("i", "running")])
     assert podstatus.compute(q, running_init, now=T0)["initContainerStatuses"][0]["ready"] is False
+
+
+def test_readiness_gates_hold_ready_back_and_foreign_conditions_stay() -> None:
+    p = pod(["a"])
+    p["spec"]["readinessGates"] = [
+        {"conditionType": "example.com/lb"},
+        {"conditionType": "example.com/dns"},
+    ]
+    running = podstatus.PodRuntimeState(sandbox=SB, containers=[ctr("a", "running")])
+    st = podstatus.compute(p, running, now=T0)
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "ReadinessGatesNotReady"
+    assert ready["message"] == (
+        'corresponding condition of pod readiness gate "example.com/lb" does not exist., '
+        'corresponding condition of pod readiness gate "example.com/dns" does not exist.'
+    )
+    assert conds(st)["ContainersReady"] == "True"
+    # a controller sets the gate conditions through pods/status
+    lb = {"type": "example.com/lb", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    dns = {"type": "example.com/dns", "status": "False"}
+    p["status"] = {**st, "conditions": [*st["conditions"], lb, dns]}
+    st = podstatus.compute(p, running, now=T0)
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert (
+        ready["message"]
+        == 'the status of pod readiness gate "example.com/dns" is not "True", but False'
+    )
+    assert lb in st["conditions"] and dns in st["conditions"]  # kept as they were
+    p["status"]["conditions"][-1] = {**dns, "status": "True"}
+    st = podstatus.compute(p, running, now=T0)
+    assert conds(st)["Ready"] == "True"
+    # unready containers win over the gates' message
+    crashed = podstatus.PodRuntimeState(sandbox=SB, containers=[ctr("a", "exited", code=1)])
+    st = podstatus.compute(p, crashed, now=T0)
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "ContainersNotReady"

@@ -588,3 +588,40 @@ async def test_sidecar_init_container(
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
     states = [x.status.state for x in runtime.containers.values()]
     assert states == ["exited", "exited"]
+
+
+async def test_readiness_gate_condition_change_updates_ready_at_once(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    import asyncio
+
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    k.resync = k.pleg.period = 3600.0  # only the pod's own change can wake the kubelet
+    task = asyncio.create_task(k.run())
+    pods = registry.catalog.get("", "v1", "pods")
+
+    async def ready_is(value: str) -> None:
+        for _ in range(200):
+            pod = get(registry, "gated") or {}
+            if any(
+                x["type"] == "Ready" and x["status"] == value
+                for x in (pod.get("status") or {}).get("conditions") or []
+            ):
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"Ready never became {value}")
+
+    try:
+        body = pod_body("gated", [c()], readinessGates=[{"conditionType": "example.com/lb"}])
+        await create(registry, body)
+        await ready_is("False")
+
+        def set_gate(pod: dict[str, Any]) -> dict[str, Any]:
+            pod["status"]["conditions"].append({"type": "example.com/lb", "status": "True"})
+            return pod
+
+        await registry.guaranteed_update(pods, "default", "gated", set_gate, subresource="status")
+        await ready_is("True")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
