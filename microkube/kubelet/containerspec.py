@@ -275,4 +275,5 @@ def sandbox_config(
             for a in spec.get("hostAliases") or []
         ],
         port_mappings=ports,
+        host_network=bool(spec.get("hostNetwork")),
     )

@@ -172,12 +172,12 @@ class FakeRuntime:
 
     async def create_pod_sandbox(self, config: rt.PodSandboxConfig) -> rt.SandboxStatus:
         network = config.network or "default"
-        if network not in self._networks:
+        if network not in self._networks and not config.host_network:
             if config.network:
                 raise rt.RuntimeNotFound(f"network {network} not found")
             await self.ensure_network(network, self._default_cidr, "")
         try:
-            ip = str(next(iter(self._networks[network].hosts)))
+            ip = "" if config.host_network else str(next(iter(self._networks[network].hosts)))
         except StopIteration:
             raise rt.ContainerRuntimeError(f"network {network} has no free address") from None
         labels = {
@@ -197,6 +197,7 @@ class FakeRuntime:
             state="ready",
             ip=ip,
             created_at=self.clock(),
+            host_network=config.host_network,
         )
         self.sandboxes[sandbox.id] = sandbox
         return sandbox

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -421,6 +422,8 @@ class Kubelet(
                 raise
             self._checked[uid] = now
             self._unsure.discard(uid)
+        if sb.host_network and not sb.ip:
+            sb = dataclasses.replace(sb, ip=self.node_ip)  # hostNetwork: the pod IP is the node's
         self.sandboxes[uid] = sb
         return sb
 

@@ -210,7 +210,13 @@ class PodmanRuntime(ContainerOps):
                 for p in config.port_mappings
             ],
         }
-        if config.network:
+        if config.host_network:
+            # The host's network and hostname, as upstream (no UTS of our own;
+            # Podman takes /etc/resolv.conf from the host and refuses port maps).
+            body["netns"] = {"nsmode": "host"}
+            body["shared_namespaces"] = ["ipc", "net"]
+            del body["hostname"], body["portmappings"]
+        elif config.network:
             body["netns"] = {"nsmode": "bridge"}
             body["Networks"] = {config.network: {}}
 
@@ -233,11 +239,13 @@ class PodmanRuntime(ContainerOps):
         labels = pod.get("Labels") or {}
         self._sandbox_labels[pod["Id"]] = (pod["Id"], labels)
         ip = ""
+        host_network = False
         infra = infra or pod.get("InfraContainerID") or pod.get("InfraId") or ""
         if infra:
             try:
                 info = self._get(f"/containers/{infra}/json")
                 pod.setdefault("Created", info.get("Created"))
+                host_network = (info.get("HostConfig") or {}).get("NetworkMode") == "host"
                 nets = info["NetworkSettings"]
                 ip = nets.get("IPAddress") or ""
                 for net in (nets.get("Networks") or {}).values():
@@ -255,6 +263,7 @@ class PodmanRuntime(ContainerOps):
             state="ready" if state in ("Running", "Degraded") else "notready",
             ip=ip,
             created_at=parse_time(pod.get("Created")),
+            host_network=host_network,
         )
 
     async def sandbox_status(self, sandbox_id: str) -> rt.SandboxStatus:
@@ -285,9 +294,10 @@ class PodmanRuntime(ContainerOps):
         self, sandbox_id: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         sandbox = await self.sandbox_status(sandbox_id)
-        if not sandbox.ip:
+        ip = sandbox.ip or ("127.0.0.1" if sandbox.host_network else "")
+        if not ip:
             raise rt.ContainerRuntimeError(f"sandbox {sandbox_id} has no IP")
-        return await asyncio.open_connection(sandbox.ip, port)
+        return await asyncio.open_connection(ip, port)
 
 
 def cleanup_host(settings: Any) -> None:

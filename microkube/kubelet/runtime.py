@@ -149,6 +149,8 @@ class PodSandboxConfig:
     dns_options: list[str] = field(default_factory=list)
     host_aliases: list[HostAlias] = field(default_factory=list)
     port_mappings: list[PortMapping] = field(default_factory=list)
+    host_network: bool = False
+    """``hostNetwork``: the host's network (and hostname); no pod IP of its own."""
 
 
 @dataclass
@@ -198,6 +200,7 @@ class SandboxStatus:
     state: SandboxState
     ip: str = ""
     created_at: datetime | None = None
+    host_network: bool = False
 
 
 @dataclass

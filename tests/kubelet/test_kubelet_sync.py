@@ -625,3 +625,16 @@ async def test_readiness_gate_condition_change_updates_ready_at_once(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_host_network_pod_has_the_node_ip(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    await create(registry, pod_body("hostnet", [c()], hostNetwork=True))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    pod = await sync(k, registry, "hostnet")
+    assert pod["status"]["podIP"] == pod["status"]["hostIP"] == "192.0.2.10"
+    assert pod["status"]["podIPs"] == [{"ip": "192.0.2.10"}]
+    [sb] = runtime.sandboxes.values()
+    assert sb.host_network and sb.ip == ""  # no address taken from the pod network
