@@ -6,6 +6,8 @@ Measures, on one disk (the temp dir):
   HTTP client (httpx: monolithic streamed POST per layer, then PUT manifest;
   pull = GET every blob to a file) and, when installed, skopeo
   (``oci:`` layout → registry → ``oci:`` layout);
+* the registry process's CPU seconds for each step (steadier than the wall
+  time on a shared host);
 * a raw ``cp`` of the same bytes, as the disk's ceiling;
 * manifest GET latency (p50/p99) over 1000 sequential requests.
 
@@ -88,12 +90,41 @@ def _mbps(nbytes: int, seconds: float) -> str:
     return f"{nbytes / seconds / 1e6:8.1f} MB/s ({seconds:6.2f} s)"
 
 
-def bench_http(base: str, layers: list[Path], work: Path, repo: str) -> dict[str, float]:
+_SERVER_PID: int | None = None
+
+
+def _server_cpu() -> float:
+    """User + system CPU seconds the registry process has used (0 when unknown)."""
+    if _SERVER_PID is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{_SERVER_PID}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Timer:
+    """Wall time and the registry's CPU time of one step.
+
+    The CPU seconds barely depend on what else the (shared) host is doing,
+    unlike the wall time: they tell a server-side change from noise.
+    """
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), _server_cpu()
+
+    def result(self, nbytes: int) -> str:
+        seconds = time.perf_counter() - self.wall
+        return f"{_mbps(nbytes, seconds)}, registry CPU {_server_cpu() - self.cpu:5.2f} s"
+
+
+def bench_http(base: str, layers: list[Path], work: Path, repo: str) -> None:
     digests = [(_sha256(p), p.stat().st_size) for p in layers]
     total = sum(s for _, s in digests)
     config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
     with httpx.Client(base_url=base, timeout=120) as client:
-        t0 = time.perf_counter()
+        timer = _Timer()
         for (digest, _), path in zip(digests, layers, strict=True):
             r = client.post(
                 f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=_stream(path)
@@ -107,11 +138,11 @@ def bench_http(base: str, layers: list[Path], work: Path, repo: str) -> dict[str
             headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
         )
         assert r.status_code == 201, r.text
-        push = time.perf_counter() - t0
+        push = timer.result(total)
 
         out = work / "pulled"
         out.mkdir()
-        t0 = time.perf_counter()
+        timer = _Timer()
         for i, (digest, _) in enumerate(digests):
             with (
                 client.stream("GET", f"/v2/{repo}/blobs/{digest}") as resp,
@@ -119,11 +150,10 @@ def bench_http(base: str, layers: list[Path], work: Path, repo: str) -> dict[str
             ):
                 for block in resp.iter_bytes(1024 * 1024):
                     f.write(block)
-        pull = time.perf_counter() - t0
+        pull = timer.result(total)
         shutil.rmtree(out)
-    print(f"http push  {_mbps(total, push)}")
-    print(f"http pull  {_mbps(total, pull)}")
-    return {"push_s": push, "pull_s": pull, "bytes": total}
+    print(f"http push         {push}")
+    print(f"http pull         {pull}")
 
 
 def bench_curl(base: str, layers: list[Path], work: Path, repo: str) -> None:
@@ -134,11 +164,11 @@ def bench_curl(base: str, layers: list[Path], work: Path, repo: str) -> None:
     of every blob to a file.
     """
     if not shutil.which("curl"):
-        print("curl       (not installed)")
+        print("curl              (not installed)")
         return
     digests = [_sha256(p) for p in layers]
     total = sum(p.stat().st_size for p in layers)
-    t0 = time.perf_counter()
+    timer = _Timer()
     for digest, path in zip(digests, layers, strict=True):
         url = f"{base}/v2/{repo}/blobs/uploads?digest={digest}"
         subprocess.run(
@@ -146,19 +176,19 @@ def bench_curl(base: str, layers: list[Path], work: Path, repo: str) -> None:
              "-H", "Content-Type: application/octet-stream", url],
             check=True,
         )
-    push = time.perf_counter() - t0
+    push = timer.result(total)
     out = work / "pulled-curl"
     out.mkdir()
-    t0 = time.perf_counter()
+    timer = _Timer()
     for i, digest in enumerate(digests):
         subprocess.run(
             ["curl", "-sf", "-o", str(out / f"l{i}"), f"{base}/v2/{repo}/blobs/{digest}"],
             check=True,
         )
-    pull = time.perf_counter() - t0
+    pull = timer.result(total)
     shutil.rmtree(out)
-    print(f"curl push  {_mbps(total, push)}")
-    print(f"curl pull  {_mbps(total, pull)}")
+    print(f"curl push         {push}")
+    print(f"curl pull         {pull}")
 
 
 def bench_cp(layers: list[Path], work: Path) -> float:
@@ -172,13 +202,13 @@ def bench_cp(layers: list[Path], work: Path) -> float:
     subprocess.run(["sync", *(str(dest / p.name) for p in layers)], check=True)
     seconds = time.perf_counter() - t0
     shutil.rmtree(dest)
-    print(f"raw cp     {_mbps(total, seconds)}")
+    print(f"raw cp            {_mbps(total, seconds)}")
     return seconds
 
 
 def bench_skopeo(address: str, layers: list[Path], work: Path, repo: str) -> None:
     if not shutil.which("skopeo"):
-        print("skopeo     (not installed)")
+        print("skopeo            (not installed)")
         return
     layout = work / "layout"
     (layout / "blobs/sha256").mkdir(parents=True)
@@ -208,21 +238,27 @@ def bench_skopeo(address: str, layers: list[Path], work: Path, repo: str) -> Non
     total = sum(s for _, s in descs)
     env = {**os.environ, "CONTAINERS_REGISTRIES_CONF": str(work / "registries.conf")}
     (work / "registries.conf").write_text(f'[[registry]]\nlocation="{address}"\ninsecure=true\n')
-    t0 = time.perf_counter()
-    subprocess.run(
-        [
-            "skopeo",
-            "copy",
-            "-q",
-            "--dest-tls-verify=false",
-            f"oci:{layout}:latest",
-            f"docker://{address}/{repo}:latest",
-        ],
-        check=True,
-        env=env,
-    )
-    push = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    # skopeo gzips an uncompressed layer on the fly when it pushes (as podman
+    # does from its storage): that client-side cost is in "skopeo push";
+    # --preserve-digests sends the layers as they are ("skopeo push as-is").
+    results = []
+    for name, flags in (("", []), ("-asis", ["--preserve-digests"])):
+        timer = _Timer()
+        subprocess.run(
+            [
+                "skopeo",
+                "copy",
+                "-q",
+                *flags,
+                "--dest-tls-verify=false",
+                f"oci:{layout}:latest",
+                f"docker://{address}/{repo}{name}:latest",
+            ],
+            check=True,
+            env=env,
+        )
+        results.append(timer.result(total))
+    timer = _Timer()
     subprocess.run(
         [
             "skopeo",
@@ -235,11 +271,12 @@ def bench_skopeo(address: str, layers: list[Path], work: Path, repo: str) -> Non
         check=True,
         env=env,
     )
-    pull = time.perf_counter() - t0
+    pull = timer.result(total)
     shutil.rmtree(layout)
     shutil.rmtree(work / "pulled-layout")
-    print(f"skopeo push{_mbps(total, push)}")
-    print(f"skopeo pull{_mbps(total, pull)}")
+    print(f"skopeo push       {results[0]}")
+    print(f"skopeo push as-is {results[1]}")
+    print(f"skopeo pull       {pull}")
 
 
 def bench_manifest_latency(base: str, repo: str, count: int = 1000) -> None:
@@ -261,7 +298,7 @@ def bench_manifest_latency(base: str, repo: str, count: int = 1000) -> None:
     )
 
 
-def serve(work: Path, port_file: Path, profile: str | None) -> None:
+def serve(work: Path, port_file: Path, profile: str | None, http: str) -> None:
     """The registry alone in this process until SIGTERM (the ``--serve`` mode)."""
     import asyncio
     import cProfile
@@ -272,10 +309,7 @@ def serve(work: Path, port_file: Path, profile: str | None) -> None:
     engine = store_engine.create_engine(work / "state.db")
     store_engine.migrate(engine)
     sock = oci_app.listen_socket("127.0.0.1", 0)
-    config = uvicorn.Config(
-        oci_app.create_app(work, engine), log_level="warning", lifespan="off", access_log=False
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(oci_app.server_config(oci_app.create_app(work, engine), http=http))
     port_file.write_text(str(sock.getsockname()[1]))
     profiler = cProfile.Profile() if profile else None
 
@@ -295,12 +329,14 @@ def serve(work: Path, port_file: Path, profile: str | None) -> None:
 
 
 @contextlib.contextmanager
-def registry_process(work: Path, profile: str | None) -> Iterator[str]:
+def registry_process(work: Path, profile: str | None, http: str) -> Iterator[str]:
+    global _SERVER_PID
     port_file = work / "port"
-    cmd = [sys.executable, "-m", "bench.bench_registry", "--serve", str(work)]
+    cmd = [sys.executable, "-m", "bench.bench_registry", "--serve", str(work), "--http", http]
     if profile:
         cmd += ["--profile", profile]
     proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent)
+    _SERVER_PID = proc.pid
     try:
         deadline = time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text()):
@@ -314,8 +350,16 @@ def registry_process(work: Path, profile: str | None) -> Iterator[str]:
             time.sleep(0.05)
         yield address
     finally:
+        _SERVER_PID = None
         proc.terminate()
         proc.wait(30)
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def main() -> None:
@@ -324,25 +368,34 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="repetitions (the host may be busy)")
     parser.add_argument("--profile", default=None, help="write the server's cProfile stats here")
+    parser.add_argument(
+        "--http",
+        default=oci_app.HTTP_PROTOCOL,
+        choices=["h11", "httptools"],
+        help="uvicorn HTTP implementation of the registry",
+    )
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(Path(args.serve), Path(args.serve) / "port", args.profile)
+        serve(Path(args.serve), Path(args.serve) / "port", args.profile, args.http)
         return
     with tempfile.TemporaryDirectory(prefix="mk-bench-", dir=os.environ.get("TMPDIR")) as tmp:
         work = Path(tmp)
         src = work / "src"
         src.mkdir()
         layers = _make_layers(src, args.mb, args.layers)
-        with registry_process(work, args.profile) as address:
+        with registry_process(work, args.profile, args.http) as address:
             base = f"http://{address}"
-            print(f"{args.mb} MB in {args.layers} layers, registry at {address}, dir {work}")
+            print(
+                f"{args.mb} MB in {args.layers} layers, registry at {address} ({args.http}), "
+                f"dir {work}, loadavg {_loadavg()}"
+            )
             for i in range(args.rounds):
                 if i:  # fresh bytes: a re-pushed blob takes the cheaper known-blob path
                     shutil.rmtree(src)
                     src.mkdir()
                     layers = _make_layers(src, args.mb, args.layers)
-                print(f"-- round {i + 1}")
+                print(f"-- round {i + 1} (loadavg {_loadavg()})")
                 bench_cp(layers, work)
                 bench_curl(base, layers, work, f"bench/curl{i}")
                 bench_http(base, layers, work, f"bench/http{i}")

@@ -57,8 +57,6 @@ def _start_network(cluster: Any) -> None:
 
 async def _start_oci(cluster: Any) -> None:
     """The built-in OCI registry on its own port, plus its background GC."""
-    import uvicorn
-
     from microkube.app import QuietServer
     from microkube.kubelet import node
     from microkube.oci import access
@@ -77,9 +75,7 @@ async def _start_oci(cluster: Any) -> None:
     if s.tls:
         cert, key = access.serving_cert(cluster.pki, s, node.host_ip())
         tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **tls)
-
-    server = QuietServer(config)
+    server = QuietServer(oci_app.server_config(app, **tls))
     sock = oci_app.listen_socket(s.bind_address, s.port)
     cluster.tasks.append(asyncio.create_task(server.serve(sockets=[sock]), name="oci-registry"))
     registry_dir = cluster.settings.state_dir / "registry"

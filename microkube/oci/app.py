@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -172,6 +173,24 @@ def create_app(
     )
     app.state.registry = reg
     return app
+
+
+HTTP_PROTOCOL = "httptools"
+"""uvicorn's HTTP/1.1 implementation for the registry: the C parser (llhttp).
+
+Layer pushes are bulk bodies: with uvicorn's pure-Python h11 parser the
+registry spends 10-15% more CPU per pushed byte (``bench/bench_registry.py
+--http h11`` for the comparison).  TLS (``--registry-tls``) is the transport's
+business and works with either.  The API server keeps h11: its protocol
+classes (:mod:`microkube.api.streams.upgrade`) extend uvicorn's h11 one.
+"""
+
+
+def server_config(app: Starlette, *, http: str = HTTP_PROTOCOL, **options: Any) -> uvicorn.Config:
+    """The ``uvicorn.Config`` the registry is served with (``options`` are passed on, e.g. TLS)."""
+    return uvicorn.Config(
+        app, http=http, log_level="warning", lifespan="off", access_log=False, **options
+    )
 
 
 def listen_socket(host: str = "127.0.0.1", port: int = 32000) -> socket.socket:

@@ -107,8 +107,7 @@ class Server:
         self.sock = oci_app.listen_socket("127.0.0.1", 0)
         self.port = self.sock.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(oci_app.server_config(app))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
 
     def __enter__(self) -> Server:
