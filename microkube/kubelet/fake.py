@@ -114,12 +114,17 @@ class FakeRuntime:
         clock: Callable[[], datetime] = _now,
         preloaded: Iterable[str] = (),
         unpullable: Iterable[str] = (),
+        private: dict[str, rt.RegistryAuth] | None = None,
         default_cidr: str = "10.1.0.0/16",
     ) -> None:
         self.instance = instance
         self.clock = clock
         self._images = {rt.normalize_image(r) for r in preloaded}
         self._unpullable = {rt.normalize_image(r) for r in unpullable}
+        self._private = {rt.normalize_image(r): a for r, a in (private or {}).items()}
+        """Images that only pull with these credentials."""
+        self.pull_auths: list[tuple[str, rt.RegistryAuth | None]] = []
+        """Every pull attempt: (image, credentials given)."""
         self._ids = itertools.count(1)
         self._networks: dict[str, _Network] = {}
         self._default_cidr = default_cidr
@@ -154,8 +159,22 @@ class FakeRuntime:
             return None
         return rt.ImageInfo(ref=name, id=_image_id(name), digest="sha256:" + _image_id(name))
 
-    async def pull_image(self, ref: str, policy: rt.PullPolicy = "IfNotPresent") -> rt.ImageInfo:
+    async def pull_image(
+        self,
+        ref: str,
+        policy: rt.PullPolicy = "IfNotPresent",
+        *,
+        auth: rt.RegistryAuth | None = None,
+    ) -> rt.ImageInfo:
         name = rt.normalize_image(ref)
+        if policy == "Always" or name not in self._images:
+            self.pull_auths.append((name, auth))
+        if (
+            name in self._private
+            and self._private[name] != auth
+            and (policy == "Always" or name not in self._images)
+        ):
+            raise rt.ImagePullError(f"pulling {name}: unauthorized: authentication required")
         if policy == "Never" and name not in self._images:
             raise rt.ImagePullError(
                 f'Container image "{ref}" is not present with pull policy of Never',

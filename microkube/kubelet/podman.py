@@ -20,6 +20,7 @@ given).  All objects carry the ``io.microkube.*`` labels of :mod:`runtime`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Callable
 from functools import partial
@@ -144,7 +145,13 @@ class PodmanRuntime(ContainerOps):
         digest = info.get("Digest") or (digests[0].rpartition("@")[2] if digests else "")
         return rt.ImageInfo(ref=name, id=info["Id"], digest=digest, size=info.get("Size", 0))
 
-    async def pull_image(self, ref: str, policy: rt.PullPolicy = "IfNotPresent") -> rt.ImageInfo:
+    async def pull_image(
+        self,
+        ref: str,
+        policy: rt.PullPolicy = "IfNotPresent",
+        *,
+        auth: rt.RegistryAuth | None = None,
+    ) -> rt.ImageInfo:
         name = rt.normalize_image(ref)
         if policy != "Always":
             present = await self.image_present(name)
@@ -156,9 +163,18 @@ class PodmanRuntime(ContainerOps):
                     reason="ErrImageNeverPull",
                 )
 
+        headers = {}
+        if auth is not None:
+            # libpod's single-registry auth header: URL-safe base64 of a Docker AuthConfig.
+            doc = json.dumps({"username": auth.username, "password": auth.password})
+            headers["X-Registry-Auth"] = base64.urlsafe_b64encode(doc.encode()).decode()
+
         def go() -> None:
             resp = self._client.api.post(
-                "/images/pull", params={"reference": name, "policy": "always"}, stream=True
+                "/images/pull",
+                params={"reference": name, "policy": "always"},
+                headers=headers,
+                stream=True,
             )
             if resp.status_code >= 400:
                 raise rt.ImagePullError(f"pulling {name}: {resp.text.strip()}")

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from microkube.kubelet import containerspec, events, probes, volumes
+from microkube.kubelet import containerspec, events, probes, pullsecrets, volumes
 from microkube.kubelet import runtime as rt
 from microkube.kubelet.backoff import Backoff
 
@@ -129,13 +129,22 @@ class ContainerStarter:
                 pod, events.WARNING, "Failed", "Error: ImagePullBackOff", field_path=fp
             )
             return self.pull_backoff.remaining(key) + 0.01
+        secrets, missing = pullsecrets.pod_secrets(pod, self.registry)
+        if missing:
+            await self.recorder.event(
+                pod,
+                events.WARNING,
+                "FailedToRetrieveImagePullSecret",
+                f"Unable to retrieve some image pull secrets ({', '.join(missing)}); "
+                "attempting to pull the image may not succeed.",
+            )
         await self.recorder.event(
             pod, events.NORMAL, "Pulling", f'Pulling image "{image}"', field_path=fp
         )
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         try:
-            info = await self.runtime.pull_image(image, policy)  # type: ignore[arg-type]
+            info = await self._pull_with(image, policy, secrets)
         except rt.ImagePullError as exc:
             waiting[name] = (exc.reason, str(exc))
             await self.recorder.event(
@@ -163,6 +172,17 @@ class ContainerStarter:
         )
         self.images.setdefault(uid, {})[image] = info
         return info
+
+    async def _pull_with(self, image: str, policy: str, secrets: list[Obj]) -> rt.ImageInfo:
+        """Pull with each matching credential in turn (anonymously if none matches)."""
+        auths: list[rt.RegistryAuth | None] = list(pullsecrets.matching(image, secrets)) or [None]
+        for i, auth in enumerate(auths):
+            try:
+                return await self.runtime.pull_image(image, policy, auth=auth)  # type: ignore[arg-type]
+            except rt.ImagePullError as exc:
+                if exc.reason != "ErrImagePull" or i == len(auths) - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _view(self, pod: Obj, sandbox: rt.SandboxStatus) -> Obj:
         """The pod as the downward API sees it at start (IPs known)."""

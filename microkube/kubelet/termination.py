@@ -118,8 +118,8 @@ class Terminator:
     def _drop_state(self, uid: str) -> None:
         self._checked.pop(uid, None)
         self._unsure.discard(uid)
-        for key in [k for k in self._present if k[0] == uid]:
-            self._present.pop(key).cancel()
+        for image_key in [k for k in self._present if k[0] == uid]:
+            self._present.pop(image_key).cancel()
         self.waiting.pop(uid, None)
         self.images.pop(uid, None)
         self.restart_backoff.forget_prefix(uid + "/")
