@@ -44,7 +44,7 @@ from microkube.resources.registry import DeleteOptions, Registry
 
 log = logging.getLogger(__name__)
 
-_DEBOUNCE = 0.02
+_DEBOUNCE = 0.005
 
 Obj = dict[str, Any]
 
@@ -103,10 +103,11 @@ class EndpointsController:
             await self._write_slices(svc, groups, endpointset.MIRROR_MANAGED_BY)
             return
         pods = self.reg.list(self.pod_rt, namespace).items
-        await self._write_endpoints(svc, endpointset.desired_subsets(svc, pods))
+        # Slices first: the service proxy and the DNS read those, Endpoints are for users.
         await self._write_slices(
             svc, endpointset.desired_slice_groups(svc, pods), endpointset.MANAGED_BY
         )
+        await self._write_endpoints(svc, endpointset.desired_subsets(svc, pods))
 
     async def _write_endpoints(self, svc: Obj, subsets: list[Obj]) -> None:
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]

@@ -2,12 +2,17 @@
 
 Level-triggered like kube-proxy's ``syncProxyRules``: every event only updates
 an in-memory copy of the objects and marks the proxier dirty; a single loop
-then waits :data:`DEBOUNCE` seconds (so a burst of endpoint changes becomes one
-transaction), rebuilds the whole model and loads it if it changed.  ``nft``
-runs in a worker thread so the event loop never blocks.  A failed load is
-retried after :data:`RETRY` seconds with a full reload.  After each load the
-pod bridge's ports get hairpin mode (see :mod:`.hairpin`) and stale UDP conntrack
-entries are deleted (see :mod:`.conntrack`).
+then rebuilds the whole model and loads it if it changed.  Loads are paced
+like kube-proxy's ``BoundedFrequencyRunner``: a change after a quiet period is
+loaded after :data:`COALESCE` seconds, and two loads start at least
+:data:`MIN_INTERVAL` apart.  A burst of endpoint changes thus becomes a few
+transactions while a lone Service change reaches the kernel in milliseconds
+(loads are partial, see :mod:`.rules`, so their cost does not grow with the
+number of Services).  ``nft`` runs in a worker thread so the event loop never
+blocks.  A failed load is retried after :data:`RETRY` seconds with a full
+reload.  After each load the pod bridge's ports get hairpin mode (see
+:mod:`.hairpin`) and stale UDP conntrack entries are deleted (see
+:mod:`.conntrack`).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from microkube.netproxy import apply, conntrack, hairpin, model, rules
 
 log = logging.getLogger(__name__)
 
-DEBOUNCE = 0.05
-"""Seconds between the first change and the load (bounded latency ≤ 100 ms)."""
+COALESCE = 0.005
+"""Seconds from the first change to a load when the last load is older than MIN_INTERVAL."""
+MIN_INTERVAL = 0.03
+"""Least seconds between the starts of two loads (a change waits at most this long)."""
 RETRY = 1.0
 """Seconds before the first retry of a failed load; doubles up to :data:`MAX_RETRY`."""
 MAX_RETRY = 30.0
@@ -95,6 +102,8 @@ class Proxier:
             ),
         ]
         failures = 0
+        loop = asyncio.get_running_loop()
+        last_load = -MIN_INTERVAL
         try:
             while True:
                 try:
@@ -105,7 +114,7 @@ class Proxier:
                     if self._loaded is not None:
                         await asyncio.to_thread(self.applier.refresh_host, self._loaded)
                     continue
-                await asyncio.sleep(DEBOUNCE)
+                await asyncio.sleep(max(COALESCE, last_load + MIN_INTERVAL - loop.time()))
                 self._dirty.clear()
                 ports = model.build(
                     list(self._objects["Service"].values()),
@@ -116,6 +125,7 @@ class Proxier:
                 if ports == self._loaded:
                     self.synced.set()
                     continue
+                last_load = loop.time()
                 try:
                     await asyncio.to_thread(self._load, ports)
                 except Exception as exc:  # noqa: BLE001 - keep serving the old rules

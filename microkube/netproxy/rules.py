@@ -23,9 +23,10 @@ pod to pod on layer 2 and never be un-NATed.  Localhost NodePorts
 the input chain then drops non-loopback packets to 127/8 that were not
 DNATed, as kube-proxy does.
 
-Updates keep affinity state: after the first load, a new ruleset flushes and
-refills chains and maps in place, declares new chains/sets, and deletes only
-the chains and sets that disappeared (:class:`State` remembers their names).
+Updates are partial and keep affinity state: after the first load, only new
+or changed chains are written and map/set elements are added or deleted one
+by one; chains and sets that disappeared are deleted (:class:`State`
+remembers what the last load declared).
 """
 
 from __future__ import annotations
@@ -72,10 +73,16 @@ class ProxyConfig:
 
 @dataclass
 class State:
-    """Names of the dynamic chains and sets a loaded ruleset declared."""
+    """What a loaded ruleset declared: the base of the next, incremental, load."""
 
     chains: set[str] = field(default_factory=set)
+    """Names of the per-service and per-endpoint chains."""
     sets: dict[str, str] = field(default_factory=dict)
+    """Affinity sets: name → definition."""
+    rules: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Rules of each dynamic chain."""
+    elements: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Elements of each fixed map and set (``key : verdict`` in maps)."""
 
 
 def _hash(text: str) -> str:
@@ -95,15 +102,9 @@ def affinity_set(sp: ServicePort, ip: str, port: int) -> str:
     return f"aff-{_hash(f'{sp.id}/{ip}/{port}/{sp.affinity_seconds}')}"
 
 
-def render(cfg: ProxyConfig, ports: list[ServicePort], previous: State | None) -> tuple[str, State]:
-    """The ``nft -f`` script turning the table into the one ``ports`` need.
-
-    ``previous`` is the state returned by the last successful load, or None
-    for a first load (which recreates the table from scratch).
-    """
-    t = f"ip {cfg.table}"
+def _dynamic(ports: list[ServicePort]) -> State:
+    """The per-service part of the ruleset: chains, affinity sets, map and set elements."""
     state = State()
-    chains: list[tuple[str, list[str]]] = []
     ips_elems: list[str] = []
     np_elems: list[str] = []
     noep_svc: list[str] = []
@@ -130,52 +131,39 @@ def render(cfg: ProxyConfig, ports: list[ServicePort], previous: State | None) -
                 rules.append(f"ip saddr @{aff} goto {ec}")
                 erules.append(f"update @{aff} {{ ip saddr }}")
             erules.append(f"meta l4proto {sp.protocol} dnat to {b.ip}:{b.port}")
-            chains.append((ec, erules))
+            state.rules[ec] = tuple(erules)
         if len(eps) == 1:
             rules.append(f"goto {eps[0][1]}")
         else:
             vmap = ", ".join(f"{i} : goto {ec}" for i, (_, ec) in enumerate(eps))
             rules.append(f"numgen random mod {len(eps)} vmap {{ {vmap} }}")
-        chains.append((sc, rules))
-    state.chains = {name for name, _ in chains}
+        state.rules[sc] = tuple(rules)
+    state.chains = set(state.rules)
+    state.elements = {
+        "service-ips": frozenset(ips_elems),
+        "service-nodeports": frozenset(np_elems),
+        "no-endpoint-services": frozenset(noep_svc),
+        "no-endpoint-nodeports": frozenset(noep_np),
+    }
+    return state
 
-    out: list[str] = [f"add table {t}"]
-    if previous is None:
-        out.append(f"delete table {t}")
-        out.append(f"add table {t}")
-    for name, spec in BASE_CHAINS.items():
-        out.append(f"add chain {t} {name} {{ {spec} }}")
-    for name in FIXED_CHAINS:
-        out.append(f"add chain {t} {name}")
-    for name, spec in MAPS.items():
-        out.append(f"add map {t} {name} {{ {spec} }}")
-    for name, spec in SETS.items():
-        out.append(f"add set {t} {name} {{ {spec} }}")
-    for name, spec in sorted(state.sets.items()):
-        out.append(f"add set {t} {name} {{ {spec} }}")
-    stale_chains = sorted((previous.chains if previous else set()) - state.chains)
-    for name in sorted(state.chains):
-        out.append(f"add chain {t} {name}")
-    for name in [*BASE_CHAINS, *FIXED_CHAINS, *sorted(state.chains), *stale_chains]:
-        out.append(f"flush chain {t} {name}")
-    for name in [*MAPS, *SETS]:
-        out.append(f"flush {'map' if name in MAPS else 'set'} {t} {name}")
 
-    def rule(chain: str, text: str) -> None:
-        out.append(f"add rule {t} {chain} {text}")
-
+def _static_rules(cfg: ProxyConfig) -> list[tuple[str, str]]:
+    """The rules of the base and fixed chains: the same for every load."""
     mark = f"0x{MASQ_MARK:x}"
-    rule("nat-prerouting", "jump services")
-    rule("nat-output", "jump services")
-    rule(
-        "nat-postrouting",
-        f"meta mark & {mark} == {mark} meta mark set meta mark ^ {mark} masquerade fully-random",
-    )
-    rule("mark-for-masquerade", f"meta mark set meta mark | {mark}")
-    rule("services", "ip daddr . meta l4proto . th dport vmap @service-ips")
-    rule("services", "fib daddr type local meta l4proto . th dport vmap @service-nodeports")
-    rule("reject-service", "meta l4proto tcp reject with tcp reset")
-    rule("reject-service", "reject")
+    out = [
+        ("nat-prerouting", "jump services"),
+        ("nat-output", "jump services"),
+        (
+            "nat-postrouting",
+            f"meta mark & {mark} == {mark} meta mark set meta mark ^ {mark} masquerade fully-random",
+        ),
+        ("mark-for-masquerade", f"meta mark set meta mark | {mark}"),
+        ("services", "ip daddr . meta l4proto . th dport vmap @service-ips"),
+        ("services", "fib daddr type local meta l4proto . th dport vmap @service-nodeports"),
+        ("reject-service", "meta l4proto tcp reject with tcp reset"),
+        ("reject-service", "reject"),
+    ]
     noep = (
         "ct state new ip daddr . meta l4proto . th dport @no-endpoint-services goto reject-service"
     )
@@ -184,30 +172,92 @@ def render(cfg: ProxyConfig, ports: list[ServicePort], previous: State | None) -
         "goto reject-service"
     )
     for chain in ("filter-input", "filter-forward", "filter-output"):
-        rule(chain, noep)
-    rule("filter-input", noep_local)
-    rule("filter-output", noep_local)
+        out.append((chain, noep))
+    out.append(("filter-input", noep_local))
+    out.append(("filter-output", noep_local))
     # With route_localnet on, only DNATed traffic may reach 127/8 from outside (kube-proxy).
     # (``ct status != dnat`` would compare the whole bitmask: test the bit.)
-    rule(
-        "filter-input",
-        'iifname != "lo" ip daddr 127.0.0.0/8 ct state != { established, related } '
-        "ct status & dnat == 0 drop",
+    out.append(
+        (
+            "filter-input",
+            'iifname != "lo" ip daddr 127.0.0.0/8 ct state != { established, related } '
+            "ct status & dnat == 0 drop",
+        )
     )
-    for name, rules in chains:
-        for r in rules:
-            rule(name, r)
-    for name, elems in (
-        ("service-ips", ips_elems),
-        ("service-nodeports", np_elems),
-        ("no-endpoint-services", noep_svc),
-        ("no-endpoint-nodeports", noep_np),
-    ):
-        if elems:
-            out.append(f"add element {t} {name} {{ {', '.join(sorted(set(elems)))} }}")
+    return out
+
+
+def _key(element: str) -> str:
+    return element.split(" : ", 1)[0]
+
+
+def render(cfg: ProxyConfig, ports: list[ServicePort], previous: State | None) -> tuple[str, State]:
+    """The ``nft -f`` script turning the table into the one ``ports`` need.
+
+    ``previous`` is the state returned by the last successful load, or None
+    for a first load, which recreates the table from scratch.  Otherwise the
+    script touches only what changed (as kube-proxy's nftables partial syncs):
+    new chains are added, changed ones flushed and refilled, map and set
+    elements added or deleted one by one, and chains and sets that
+    disappeared deleted last, once nothing refers to them.  A Service change
+    thus costs the kernel the same whatever the number of Services.
+    """
+    t = f"ip {cfg.table}"
+    state = _dynamic(ports)
+    out: list[str] = []
+
+    def rules_of(chain: str, rules: tuple[str, ...]) -> None:
+        out.extend(f"add rule {t} {chain} {r}" for r in rules)
+
+    if previous is None:
+        out += [f"add table {t}", f"delete table {t}", f"add table {t}"]
+        for name, spec in BASE_CHAINS.items():
+            out.append(f"add chain {t} {name} {{ {spec} }}")
+        for name in FIXED_CHAINS:
+            out.append(f"add chain {t} {name}")
+        for name, spec in MAPS.items():
+            out.append(f"add map {t} {name} {{ {spec} }}")
+        for name, spec in SETS.items():
+            out.append(f"add set {t} {name} {{ {spec} }}")
+        for name, spec in sorted(state.sets.items()):
+            out.append(f"add set {t} {name} {{ {spec} }}")
+        for name in sorted(state.chains):
+            out.append(f"add chain {t} {name}")
+        for chain, rule in _static_rules(cfg):
+            out.append(f"add rule {t} {chain} {rule}")
+        for name in sorted(state.chains):
+            rules_of(name, state.rules[name])
+        for name, elems in state.elements.items():
+            if elems:
+                out.append(f"add element {t} {name} {{ {', '.join(sorted(elems))} }}")
+        return "\n".join(out) + "\n", state
+
+    for name, spec in sorted(state.sets.items()):
+        if name not in previous.sets:
+            out.append(f"add set {t} {name} {{ {spec} }}")
+    for name in sorted(state.chains - previous.chains):
+        out.append(f"add chain {t} {name}")
+    for name in sorted(state.chains):
+        old = previous.rules.get(name)
+        if old == state.rules[name]:
+            continue
+        if old is not None:
+            out.append(f"flush chain {t} {name}")
+        rules_of(name, state.rules[name])
+    for name, elems in state.elements.items():
+        before = previous.elements.get(name, frozenset())
+        gone = before - elems
+        if gone:
+            out.append(f"delete element {t} {name} {{ {', '.join(sorted(map(_key, gone)))} }}")
+        new = elems - before
+        if new:
+            out.append(f"add element {t} {name} {{ {', '.join(sorted(new))} }}")
+    stale_chains = sorted(previous.chains - state.chains)
+    for name in stale_chains:
+        out.append(f"flush chain {t} {name}")
     for name in stale_chains:
         out.append(f"delete chain {t} {name}")
-    for name in sorted(set(previous.sets if previous else {}) - set(state.sets)):
+    for name in sorted(set(previous.sets) - set(state.sets)):
         out.append(f"delete set {t} {name}")
     return "\n".join(out) + "\n", state
 
