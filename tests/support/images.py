@@ -18,6 +18,7 @@ session.  :func:`curl_image` adds the host's dynamically linked ``curl`` and
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -28,6 +29,7 @@ from pathlib import Path
 
 BUSYBOX_IMAGE = "localhost/mk-busybox:test"
 CURL_IMAGE = "localhost/mk-curl:test"
+_ROOTFS_LABEL = "io.microkube.test.rootfs"
 _BUSYBOX = Path("/bin/busybox")
 _PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
@@ -116,14 +118,38 @@ def curl_image(env: Mapping[str, str] | None = None) -> str:
 def busybox_image(
     env: Mapping[str, str] | None = None, *, tag: str = BUSYBOX_IMAGE, rootfs: bytes | None = None
 ) -> str:
-    """Import the busybox image (or ``rootfs``) into the storage seen with ``env``; return its name."""
+    """Import the busybox image (or ``rootfs``) into the storage seen with ``env``; return its name.
+
+    The image is labelled with the rootfs digest; when ``tag`` already holds
+    those exact bytes nothing is imported, so repeated runs do not pile up
+    dangling images (each import makes a new image ID: its config has a date).
+    """
     full_env = dict(os.environ if env is None else env)
+    data = busybox_rootfs_tar() if rootfs is None else rootfs
+    digest = hashlib.sha256(data).hexdigest()
+    have = subprocess.run(
+        ["podman", "image", "inspect", "--format", '{{index .Labels "' + _ROOTFS_LABEL + '"}}', tag],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if have.returncode == 0 and have.stdout.strip() == digest:
+        return tag
     subprocess.run(
-        ["podman", "import", "--change", 'CMD ["/bin/sh"]', "-", tag],
-        input=busybox_rootfs_tar() if rootfs is None else rootfs,
+        ["podman", "import", "--change", 'CMD ["/bin/sh"]', "--change", f"LABEL {_ROOTFS_LABEL}={digest}", "-", tag],
+        input=data,
         env=full_env,
         capture_output=True,
         check=True,
         timeout=60,
+    )
+    subprocess.run(  # the image the tag pointed at before, if nothing else uses it
+        ["podman", "image", "prune", "-f", "--filter", f"label={_ROOTFS_LABEL}"],
+        env=full_env,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     return tag
