@@ -78,12 +78,30 @@ def _settings(args: argparse.Namespace) -> Settings:
         s.network.pod_cidr = args.pod_cidr
     if getattr(args, "service_cidr", None):
         s.network.service_cidr = args.service_cidr
+    _network(s, args)
     if getattr(args, "podman_socket", None):
         s.kubelet.podman_socket = args.podman_socket
     if getattr(args, "max_pods", None):
         s.kubelet.max_pods = args.max_pods
     _remember(s, args)
     return s
+
+
+def _network(s: Settings, args: argparse.Namespace) -> None:
+    """Service proxy and DNS flags of ``serve``."""
+    if getattr(args, "cluster_domain", None):
+        s.network.cluster_domain = args.cluster_domain.strip(".")
+    if getattr(args, "service_node_port_range", None):
+        low, _, high = args.service_node_port_range.partition("-")
+        if not (low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) < 65536):
+            raise SystemExit("error: --service-node-port-range must look like 30000-32767")
+        s.network.node_port_range = (int(low), int(high))
+    if getattr(args, "proxy", None) is not None:
+        s.network.proxy = args.proxy
+    if getattr(args, "localhost_nodeports", None) is not None:
+        s.network.localhost_nodeports = args.localhost_nodeports
+    if getattr(args, "dns_address", None):
+        s.network.dns_address = args.dns_address
 
 
 def _remember(s: Settings, args: argparse.Namespace) -> None:
@@ -263,6 +281,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--registry-password-file", default=None, help="file holding the registry password")
     p.add_argument("--pod-cidr", default=None)
     p.add_argument("--service-cidr", default=None)
+    p.add_argument("--cluster-domain", default=None, help="DNS suffix (default cluster.local)")
+    p.add_argument(
+        "--service-node-port-range", default=None, help="NodePort range (default 30000-32767)"
+    )
+    p.add_argument(
+        "--proxy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the service proxy and cluster DNS (default: with the podman runtime)",
+    )
+    p.add_argument(
+        "--localhost-nodeports",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NodePorts also answer on 127.0.0.1 (default yes)",
+    )
+    p.add_argument(
+        "--dns-address", default=None, help="cluster DNS listen address (default: pod gateway)"
+    )
     p.add_argument(
         "--podman-socket",
         default=None,

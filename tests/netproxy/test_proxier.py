@@ -104,3 +104,28 @@ def test_config_from_settings() -> None:
     assert proxier.config_for(s) == rules.ProxyConfig(table="mk_42", localhost_nodeports=True)
     s.network.localhost_nodeports = False
     assert proxier.config_for(s).localhost_nodeports is False
+
+
+def test_network_flags_of_serve(tmp_path: Any, monkeypatch: Any) -> None:
+    from microkube import cli
+
+    def settings(*argv: str) -> Any:
+        got: dict[str, Any] = {}
+        monkeypatch.setattr(
+            cli, "cmd_serve", lambda args: got.setdefault("s", cli._settings(args)) and 0
+        )
+        cli.main(["serve", "--state-dir", str(tmp_path), *argv])
+        return got["s"].network
+
+    n = settings()
+    assert (n.proxy, n.localhost_nodeports, n.dns_address) == (None, True, "")
+    assert (n.cluster_domain, n.node_port_range) == ("cluster.local", (30000, 32767))
+    n = settings(
+        "--no-proxy", "--no-localhost-nodeports", "--dns-address", "10.9.0.53",
+        "--cluster-domain", "corp.example.", "--service-node-port-range", "31000-31999",
+    )  # fmt: skip
+    assert (n.proxy, n.localhost_nodeports, n.dns_address) == (False, False, "10.9.0.53")
+    assert (n.cluster_domain, n.node_port_range) == ("corp.example", (31000, 31999))
+    assert settings("--proxy").proxy is True
+    with pytest.raises(SystemExit, match="node-port-range"):
+        settings("--service-node-port-range", "32767-30000")
