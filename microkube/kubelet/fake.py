@@ -230,6 +230,13 @@ class FakeRuntime:
     async def list_sandboxes(self, labels: dict[str, str] | None = None) -> list[rt.SandboxStatus]:
         return [s for s in self.sandboxes.values() if _matches(s.labels, labels)]
 
+    async def stop_pod_sandbox(self, sandbox_id: str) -> None:
+        sandbox = await self.sandbox_status(sandbox_id)
+        for c in self.containers.values():
+            if c.status.sandbox_id == sandbox_id and c.status.state == "running":
+                self._exit(c, 137, self.clock())
+        sandbox.state, sandbox.ip = "notready", ""
+
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
         self.sandboxes.pop(sandbox_id, None)
         for cid in [c for c, v in self.containers.items() if v.status.sandbox_id == sandbox_id]:

@@ -254,7 +254,7 @@ class Kubelet(
             return None
         phase = (pod.get("status") or {}).get("phase")
         if phase in ("Succeeded", "Failed"):
-            await self._stop_all(pod, grace=0)
+            await self._finish(pod)
             return None
         deadline = self._deadline_left(pod)
         if deadline is not None and deadline <= 0:
@@ -318,6 +318,8 @@ class Kubelet(
         if initialized and policy != "Always" and self._mains_done(spec, containers, policy):
             await self._stop_sidecars(pod, containers)
         await self._write_status(pod, sandbox, None if uid in self._acted else containers)
+        if ((self.pods.get(uid) or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return 0.0  # finished just now: release the sandbox at the next step
         return min(delays)
 
     async def _sidecar(

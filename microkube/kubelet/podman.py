@@ -301,6 +301,11 @@ class PodmanRuntime(ContainerOps):
 
         return await self._run(go)
 
+    async def stop_pod_sandbox(self, sandbox_id: str) -> None:
+        """Stop everything in the sandbox, the infra container too: its network is torn down."""
+        path = f"/pods/{sandbox_id}/stop"
+        await self._run(partial(self._post, path, http_timeout=60, t=0))
+
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
         """Kill whatever still runs in the sandbox and remove it (stop containers first)."""
         await self._run(partial(self._force_remove_pod, sandbox_id))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -126,6 +127,20 @@ class Terminator:
         self.pull_backoff.forget_prefix(uid + "/")
         for key in [k for k in self.trackers if k[0] == uid]:
             del self.trackers[key]
+
+    async def _finish(self, pod: Obj) -> None:
+        """A finished pod: nothing runs any more and its sandbox gives its network back.
+
+        Mirrors the kubelet killing a terminal pod's sandbox: the exited
+        containers stay (``kubectl logs`` works) until the pod is deleted.
+        """
+        await self._stop_all(pod, grace=0)
+        uid = pod["metadata"]["uid"]
+        sb = self.sandboxes.get(uid)
+        if sb is not None and sb.state == "ready":
+            with contextlib.suppress(rt.ContainerRuntimeError):
+                await self.runtime.stop_pod_sandbox(sb.id)
+                self.sandboxes[uid] = dataclasses.replace(sb, state="notready")
 
     async def _stop_all(self, pod: Obj, *, grace: float) -> None:
         uid = pod["metadata"]["uid"]

@@ -638,3 +638,25 @@ async def test_host_network_pod_has_the_node_ip(
     assert pod["status"]["podIPs"] == [{"ip": "192.0.2.10"}]
     [sb] = runtime.sandboxes.values()
     assert sb.host_network and sb.ip == ""  # no address taken from the pod network
+
+
+async def test_finished_pod_releases_its_sandbox_and_keeps_logs(
+    registry: Registry, runtime: FakeRuntime, clock: Clock, tmp_path: Path
+) -> None:
+    env = [{"name": fake.EXIT_AFTER, "value": "1"}]
+    await create(registry, pod_body("done", [c(env=env)], restartPolicy="Never"))
+    k = make_kubelet(registry, runtime, clock, tmp_path)
+    await k.adopt()
+    await sync(k, registry, "done")
+    clock.advance(2)
+    pod = await sync(k, registry, "done")
+    assert pod["status"]["phase"] == "Succeeded"
+    uid = pod["metadata"]["uid"]
+    assert await k.sync_pod(uid) is None  # the terminal step: nothing more to do
+    [sb] = runtime.sandboxes.values()
+    assert sb.state == "notready" and sb.ip == ""
+    [ctr] = await runtime.list_containers({"io.microkube.pod-uid": uid})
+    lines = [x.data async for x in runtime.logs(ctr.id)]
+    assert lines and b"exited 0" in lines[-1]
+    after = get(registry, "done")
+    assert after is not None and after["status"]["podIP"] == pod["status"]["podIP"]
