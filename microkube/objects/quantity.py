@@ -54,3 +54,55 @@ def milli(q: str | int | float) -> int:
 def value(q: str | int | float) -> int:
     """Value rounded up to an integer (bytes, counts)."""
     return math.ceil(parse(q))
+
+
+_DECIMAL_SUFFIX = {
+    -9: "n",
+    -6: "u",
+    -3: "m",
+    0: "",
+    3: "k",
+    6: "M",
+    9: "G",
+    12: "T",
+    15: "P",
+    18: "E",
+}
+_BINARY_SUFFIX = {0: "", 1: "Ki", 2: "Mi", 3: "Gi", 4: "Ti", 5: "Pi", 6: "Ei"}
+
+
+def format_decimal(amount: int, scale: int = 0) -> str:
+    """The canonical DecimalSI string of ``amount × 10**scale``.
+
+    Mirrors ``Quantity.String()`` for ``resource.NewScaledQuantity(amount,
+    scale)``: trailing zeros are dropped and the exponent lowered to a multiple
+    of three, so ``format_decimal(250_000_000, -9)`` is ``250m``,
+    ``format_decimal(12_345_678, -9)`` is ``12345678n`` (metrics-server's CPU)
+    and ``format_decimal(1500, -3)`` is ``1500m``.
+    """
+    if amount == 0:
+        return "0"
+    while amount % 10 == 0:
+        amount //= 10
+        scale += 1
+    shift = scale % 3  # Python's modulo: 0, 1 or 2
+    amount *= 10**shift
+    scale -= shift
+    suffix = _DECIMAL_SUFFIX.get(scale)
+    return f"{amount}{suffix}" if suffix is not None else f"{amount}e{scale}"
+
+
+def format_binary(amount: int) -> str:
+    """The canonical BinarySI string of an integer (bytes), as ``Quantity.String()``.
+
+    Whole multiples of 1024 take the largest binary suffix (``1536Ki``,
+    ``20Mi``); anything else is plain bytes; between -1024 and 1024 the
+    quantity is printed as DecimalSI, like upstream (``1000`` is ``1k``).
+    """
+    if -1024 < amount < 1024:
+        return format_decimal(amount)
+    power = 0
+    while amount % 1024 == 0 and power < 6:
+        amount //= 1024
+        power += 1
+    return f"{amount}{_BINARY_SUFFIX[power]}"
