@@ -213,6 +213,17 @@ BUILTIN: tuple[ResourceType, ...] = (
         subresources=("status",),
         definition="io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
     ),
+    # autoscaling/v1: kubectl <= 1.32 `autoscale` writes it (converted to v2 storage)
+    R(
+        "autoscaling",
+        "v1",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        short_names=("hpa",),
+        categories=("all",),
+        subresources=("status",),
+        definition="io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler",
+    ),
     # discovery.k8s.io/v1
     R(
         "discovery.k8s.io",

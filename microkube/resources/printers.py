@@ -775,6 +775,10 @@ def _hpa_targets(o: Obj) -> str:
 
 
 def _hpa_row(o: Obj, now: datetime) -> Cells:
+    if o.get("apiVersion") == "autoscaling/v1":
+        from microkube.resources.kinds import autoscaling
+
+        o = autoscaling.convert(o, "autoscaling/v2")  # the same columns for both versions
     ref = _get(o, "spec", "scaleTargetRef", default={})
     return [
         _name(o),

@@ -29,6 +29,7 @@ from typing import Any
 from microkube import errors
 from microkube.objects import meta
 from microkube.objects.selectors import FieldSelector, LabelSelector, object_fields
+from microkube.resources import conversion
 from microkube.resources.catalog import Catalog
 from microkube.resources.strategy import Strategy, strategy_for, validate_metadata
 from microkube.resources.types import ResourceType
@@ -163,7 +164,8 @@ class Registry:
 
     @staticmethod
     def _present(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-        """The object as served under ``rt`` (the stored apiVersion may differ for CRDs)."""
+        """The object as served under ``rt`` (converted from its storage version)."""
+        obj = conversion.from_storage(rt, obj)
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         return obj
@@ -242,6 +244,7 @@ class Registry:
         strategy = self.strategy(rt)
         obj = self._check_type(rt, obj)
         self.check_fields(rt, obj, opts)
+        obj = conversion.to_storage(rt, obj)
         m = meta.meta(obj)
         if rt.namespaced:
             body_ns = m.get("namespace")
@@ -265,7 +268,7 @@ class Registry:
         self._validate(rt, strategy, obj, None)
         self._check_size(rt, obj)
         if opts.dry_run:
-            return obj
+            return self._present(rt, obj)
         try:
             kv = await self.store.create(rt.key(m.get("namespace", ""), m["name"]), obj)
         except errors.AlreadyExists as exc:
@@ -494,6 +497,7 @@ class Registry:
         strategy = self.strategy(rt)
         old = kv.value
         self.check_fields(rt, obj, opts)
+        obj = conversion.to_storage(rt, obj)
         m = obj["metadata"]
         # Fields the client may not change: keep the stored ones.
         for f in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
@@ -519,14 +523,14 @@ class Registry:
         ):
             # The last finalizer went away: the object is gone (mirrors apiserver).
             if opts.dry_run:
-                return obj
+                return self._present(rt, obj)
             gone = await self.store.delete(kv.key, expected_revision=kv.revision)
             out = self._present(rt, gone.value)
             await strategy.after_delete(out, self)
             return out
         if opts.dry_run:
             obj["metadata"]["resourceVersion"] = str(kv.revision)
-            return obj
+            return self._present(rt, obj)
         if _same_object(obj, old):
             return self._present(rt, old)
         try:
@@ -713,8 +717,8 @@ class Registry:
     ) -> dict[str, Any]:
         # Create, then keep the Apply managedFields computed by the field manager.
         strategy = self.strategy(rt)
+        obj = conversion.to_storage(rt, self._check_type(rt, obj))
         m = meta.meta(obj)
-        self._check_type(rt, obj)
         if rt.namespaced:
             m["namespace"] = namespace
             self._check_namespace(namespace)
@@ -728,7 +732,7 @@ class Registry:
         self._validate(rt, strategy, obj, None)
         self._check_size(rt, obj)
         if opts.dry_run:
-            return obj
+            return self._present(rt, obj)
         try:
             kv = await self.store.create(rt.key(m.get("namespace", ""), m["name"]), obj)
         except errors.AlreadyExists as exc:

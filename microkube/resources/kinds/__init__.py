@@ -1,3 +1,10 @@
 """Strategies of the built-in kinds; importing this package registers them."""
 
-from microkube.resources.kinds import apiextensions, apps, batch, core, other  # noqa: F401
+from microkube.resources.kinds import (  # noqa: F401
+    apiextensions,
+    apps,
+    autoscaling,
+    batch,
+    core,
+    other,
+)
