@@ -302,9 +302,24 @@ class PodmanRuntime(ContainerOps):
         return await self._run(go)
 
     async def stop_pod_sandbox(self, sandbox_id: str) -> None:
-        """Stop everything in the sandbox, the infra container too: its network is torn down."""
-        path = f"/pods/{sandbox_id}/stop"
-        await self._run(partial(self._post, path, http_timeout=60, t=0))
+        """Stop everything in the sandbox, the infra container last: its network is torn down.
+
+        Container by container: Podman 4.3's pod stop does nothing (304) unless
+        every container of the pod runs, and a finished pod's have exited.
+        """
+
+        def go() -> None:
+            pod = self._get(f"/pods/{sandbox_id}/json")
+            infra = pod.get("InfraContainerID") or ""
+            ids = [c["Id"] for c in pod.get("Containers") or [] if c.get("Id") != infra]
+            for cid in [*ids, infra] if infra else ids:
+                path = f"/containers/{cid}/stop"
+                try:
+                    self._post(path, http_timeout=60, timeout=0)
+                except rt.RuntimeNotFound:
+                    continue
+
+        await self._run(go)
 
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
         """Kill whatever still runs in the sandbox and remove it (stop containers first)."""

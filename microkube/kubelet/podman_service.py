@@ -146,6 +146,15 @@ def ping(socket_path: Path, timeout: float = 2.0) -> bool:
         sock.close()
 
 
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (its new parent may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 class PodmanService:
     """Own the Podman API socket of one microkube instance."""
 
@@ -229,6 +238,7 @@ class PodmanService:
         if shutil.which(self._binary) is None:
             raise RuntimeError(f"{self._binary!r} is not installed")
         self.write_config()
+        self._stop_stale()
         self._spawn()
         self._wait_ready(timeout)
         self._stopping.clear()
@@ -236,6 +246,34 @@ class PodmanService:
             target=self._supervise, name=f"podman-service-{self.instance}", daemon=True
         )
         self._thread.start()
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "service.pid"
+
+    def _stop_stale(self) -> None:
+        """End the service a previous microkube left behind (it was killed with ``kill -9``).
+
+        Only the process recorded in :attr:`pid_file`, and only if its command
+        line is still ``podman system service`` on our socket.
+        """
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if b"service" not in cmdline or self.url.encode() not in cmdline:
+            return
+        log.info("stopping the podman service (pid %d) left by a previous run", pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not _alive(pid):
+                    return
+                time.sleep(0.05)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def _spawn(self) -> None:
         with self._lock:
@@ -252,6 +290,7 @@ class PodmanService:
                 )
             finally:
                 logf.close()
+            self.pid_file.write_text(f"{self._proc.pid}\n")
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -303,6 +342,7 @@ class PodmanService:
                 proc.wait()
         if not self._external:
             self.socket_path.unlink(missing_ok=True)
+            self.pid_file.unlink(missing_ok=True)
 
     def __enter__(self) -> PodmanService:
         self.start()

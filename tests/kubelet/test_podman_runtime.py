@@ -463,3 +463,23 @@ def test_existing_socket_is_used_without_supervision(env: Env, tmp_path: Path) -
     assert external.url == env.service.url and external._proc is None
     external.close()
     assert ping(env.service.socket_path)  # closing an external service leaves the socket alone
+
+
+def test_a_service_left_by_a_killed_microkube_is_replaced(tmp_path: Path) -> None:
+    """After ``kill -9`` of microkube its service lives on; the next start ends it."""
+    first = PodmanService(tmp_path, "mktstale", pod_cidr="10.213.0.0/16")
+    first.start()
+    orphan = first._proc
+    assert orphan is not None
+    first._stopping.set()  # the supervisor dies with microkube; the service does not
+    assert first._thread is not None
+    first._thread.join(5)
+    second = PodmanService(tmp_path, "mktstale", pod_cidr="10.213.0.0/16")
+    try:
+        second.start()
+        assert orphan.wait(10) is not None  # ended, not left serving an unlinked socket
+        assert second._proc is not None and second._proc.pid != orphan.pid
+        assert ping(second.socket_path)
+    finally:
+        second.close()
+    assert not (tmp_path / "podman" / "service.pid").exists()
