@@ -223,6 +223,12 @@ CLUSTER_ROLES: tuple[dict[str, Any], ...] = (
         ],
     ),
     _role("system:public-info-viewer", [_url_rule(_HEALTH_URLS, ["get"])]),
+    # metrics-server's components.yaml: kubectl top for whoever may view pods
+    _role(
+        "system:aggregated-metrics-reader",
+        [_rule(["metrics.k8s.io"], ["pods", "nodes"], _READ)],
+        labels={"k8s-app": "metrics-server", **_agg("admin"), **_agg("edit"), **_agg("view")},
+    ),
 )
 
 CLUSTER_ROLE_BINDINGS: tuple[dict[str, Any], ...] = (

@@ -44,7 +44,9 @@ async def sync(reg: Registry, name: str) -> bool:
     remaining = 0
     blocked: list[str] = []
     for rt in list(reg.catalog):
-        if not rt.namespaced or "list" not in rt.verbs or (rt.group == "events.k8s.io"):
+        if not rt.namespaced or not {"list", "delete"} <= set(rt.verbs):
+            continue  # nothing stored to delete (metrics, reviews)
+        if rt.group == "events.k8s.io":
             continue
         for obj in reg.list(rt, name).items:
             remaining += 1

@@ -350,6 +350,16 @@ BUILTIN: tuple[ResourceType, ...] = (
         subresources=("status",),
         definition="io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition",
     ),
+    # metrics.k8s.io: read-only, computed from the kubelet's stats (resources/metrics.py)
+    R(
+        "metrics.k8s.io",
+        "v1beta1",
+        "NodeMetrics",
+        "nodes",
+        namespaced=False,
+        verbs=("get", "list"),
+    ),
+    R("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", verbs=("get", "list")),
     # Virtual (create-only) review kinds.
     R(
         "authentication.k8s.io",

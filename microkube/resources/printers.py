@@ -791,6 +791,35 @@ def _hpa_row(o: Obj, now: datetime) -> Cells:
     ]
 
 
+# --- metrics.k8s.io (metrics-server's addNodeMetricsToTable/addPodMetricsToTable) -------
+
+
+def _metrics_row(o: Obj, now: datetime) -> Cells:
+    from microkube.objects import quantity
+
+    usages = (
+        [o.get("usage") or {}]
+        if "usage" in o
+        else [c.get("usage") or {} for c in o.get("containers") or []]
+    )
+    cpu = sum(quantity.parse(u.get("cpu", 0)) for u in usages)
+    memory = sum(quantity.parse(u.get("memory", 0)) for u in usages)
+    return [
+        _name(o),
+        quantity.format_decimal(int(cpu * 10**9), -9),
+        quantity.format_binary(int(memory)),
+        o.get("window", ""),
+    ]
+
+
+_METRICS_COLS = [
+    NAME,
+    _col("cpu", fmt="quantity"),
+    _col("memory", fmt="quantity"),
+    _col("Window", fmt="duration"),
+]
+
+
 # --- storage ---------------------------------------------------------------------------
 
 _ACCESS = {
@@ -1209,6 +1238,8 @@ PRINTERS: dict[tuple[str, str], tuple[list[Obj], RowFn]] = {
     ("rbac.authorization.k8s.io", "RoleBinding"): (_BINDING_COLS, _binding_row),
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): (_BINDING_COLS, _binding_row),
     ("apiextensions.k8s.io", "CustomResourceDefinition"): ([NAME, CREATED_AT], _role_row),
+    ("metrics.k8s.io", "NodeMetrics"): (_METRICS_COLS, _metrics_row),
+    ("metrics.k8s.io", "PodMetrics"): (_METRICS_COLS, _metrics_row),
     ("autoscaling", "HorizontalPodAutoscaler"): (
         [
             NAME,
@@ -1450,7 +1481,7 @@ def table_for(
             the CRD default (Age).
     """
     now = now or datetime.now(UTC)
-    if columns is not None or not rt.definition:
+    if columns is not None or (not rt.definition and (rt.group, rt.kind) not in PRINTERS):
         cols = columns if columns else DEFAULT_CRD_COLUMNS
         definitions = crd_columns(cols)
 

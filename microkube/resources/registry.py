@@ -122,6 +122,9 @@ class Registry:
         self.crd_openapi: dict[str, Any] = {}
         #: managedFields type information of custom resources, by (group, kind).
         self.crd_field_schemas: dict[tuple[str, str], Any] = {}
+        #: Read-only kinds computed on request instead of stored, by (group, plural):
+        #: objects with ``get``/``list`` like :class:`~microkube.resources.metrics.ResourceMetrics`.
+        self.virtual: dict[tuple[str, str], Any] = {}
         self._type_schema: Any = None
 
     # --- lookup ------------------------------------------------------------
@@ -156,9 +159,17 @@ class Registry:
         return kv
 
     def get(self, rt: ResourceType, namespace: str, name: str) -> dict[str, Any]:
+        virtual = self.virtual.get((rt.group, rt.plural))
+        if virtual is not None:
+            return dict(virtual.get(rt, namespace, name))
         return self._present(rt, self.get_kv(rt, namespace, name).value)
 
     def try_get(self, rt: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:
+        if (rt.group, rt.plural) in self.virtual:
+            try:
+                return self.get(rt, namespace, name)
+            except errors.NotFound:
+                return None
         kv = self.store.get(rt.key(namespace, name))
         return self._present(rt, kv.value) if kv else None
 
@@ -180,6 +191,12 @@ class Registry:
         limit: int | None = None,
         continue_token: str = "",
     ) -> ListResult:
+        virtual = self.virtual.get((rt.group, rt.plural))
+        if virtual is not None:
+            found = virtual.list(
+                rt, namespace, label_selector=label_selector, field_selector=field_selector
+            )
+            return ListResult(list(found), str(self.store.revision))
         start_after = None
         if continue_token:
             start_after = _decode_continue(continue_token, self.store.compacted_revision)

@@ -252,7 +252,12 @@ async def test_aggregation_controller_writes_rules(registry: Registry) -> None:
     view = registry.get(roles, "", "view")["rules"]
     edit = registry.get(roles, "", "edit")["rules"]
     admin = registry.get(roles, "", "admin")["rules"]
-    assert view == bootstrap_rbac.CLUSTER_ROLES[6]["rules"]
+    by_name = {r["metadata"]["name"]: r for r in bootstrap_rbac.CLUSTER_ROLES}
+    metrics = by_name["system:aggregated-metrics-reader"]["rules"]  # labelled for all three
+    assert sorted(map(str, view)) == sorted(
+        map(str, by_name["system:aggregate-to-view"]["rules"] + metrics)
+    )
+    assert all(r in edit and r in admin for r in metrics)
     assert all(r in edit for r in view) and all(r in admin for r in edit)
     assert await aggregation.sync_all(registry) == 0
     await registry.create(
