@@ -26,6 +26,9 @@ async def start_all(cluster: Any) -> None:
 
         await agent.start(cluster)  # registers the Node first: no FailedScheduling at boot
         await agent.start_scheduler(cluster)
+        from microkube.resources import metrics
+
+        metrics.install(cluster.registry, cluster.stats)  # metrics.k8s.io from kubelet stats
         from microkube.kubelet.streams import PodStreams
 
         cluster.ctx.pod_streams = PodStreams(cluster.registry, cluster.runtime)

@@ -6,7 +6,8 @@ Called by :mod:`microkube.components` at start-up::
         └─► PodmanRuntime ─► ensure_network("<instance>-pods", pod_cidr)
     --runtime fake ─► FakeRuntime
     NodeAgent (Node + Lease) ─┐
-    Kubelet (sync loop) ──────┴─► tasks on the Cluster; closers stop the service
+    Kubelet (sync loop) ──────┼─► tasks on the Cluster; closers stop the service
+    StatsCollector ───────────┘   (usage for metrics.k8s.io: cgroups, or synthesized when fake)
 
 Shutdown stops the Podman service but not the containers: they keep running
 across microkube restarts and are adopted at the next start (``microkube
@@ -20,7 +21,7 @@ import ipaddress
 import logging
 from typing import Any
 
-from microkube.kubelet import containerspec, node
+from microkube.kubelet import cgroups, containerspec, node, stats
 from microkube.kubelet import runtime as rt
 from microkube.kubelet.kubelet import Kubelet
 
@@ -101,8 +102,10 @@ async def start(cluster: Any) -> None:
     )
     cluster.kubelet = kubelet
     cluster.runtime = runtime
+    cluster.stats = _stats(settings, runtime, kubelet)
     cluster.tasks.append(asyncio.create_task(agent.run(), name="node-heartbeat"))
     cluster.tasks.append(asyncio.create_task(kubelet.run(), name="kubelet"))
+    cluster.tasks.append(asyncio.create_task(cluster.stats.run(), name="kubelet-stats"))
 
     async def close() -> None:
         await runtime.close()
@@ -110,6 +113,16 @@ async def start(cluster: Any) -> None:
             await asyncio.to_thread(service.close)
 
     cluster.closers.append(close)
+
+
+def _stats(settings: Any, runtime: rt.ContainerRuntime, kubelet: Kubelet) -> stats.StatsCollector:
+    """Cgroup reads every 10 s for Podman; the fake runtime's synthetic counters cost
+    nothing, so it samples every 2 s and tests see a new pod's usage sooner."""
+    name = settings.kubelet.node_name
+    if settings.kubelet.runtime == "fake":
+        fake = stats.FakeStats(lambda uid: kubelet.pods.get(uid))  # adopt() rebinds .pods
+        return stats.StatsCollector(runtime, fake, node_name=name, interval=2.0)
+    return stats.StatsCollector(runtime, cgroups.CgroupStats(), node_name=name)
 
 
 async def start_scheduler(cluster: Any) -> None:
