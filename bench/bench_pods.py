@@ -279,9 +279,9 @@ def podman_part(base: Path, n: int) -> None:
         try:
             sequential(srv, raw_podman, 2, image, "warm")  # first pods pay for the page cache
             seq, raw = sequential(srv, raw_podman, n, image, "seq")
-            burst, total = microkube_burst(srv, n, image)
         finally:
             raw_podman.close()
+        burst, total = microkube_burst(srv, n, image)
     finally:
         srv.stop()
         reset(srv)

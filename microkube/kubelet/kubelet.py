@@ -88,6 +88,7 @@ class Kubelet(
         resync: float = 10.0,
         sandbox_check: float = 10.0,
         relist: float = 1.0,
+        start_slots: int = 3,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
@@ -121,6 +122,7 @@ class Kubelet(
         self._checked: dict[str, float] = {}
         self._messages: dict[str, str] = {}
         self._wake: dict[str, asyncio.Event] = {}
+        self._start_slots = asyncio.Semaphore(start_slots)
         self._unsure: set[str] = set()
         """Pods whose sandbox create was attempted and not seen to succeed."""
         self._present: dict[tuple[str, str], asyncio.Task[rt.ImageInfo | None]] = {}
@@ -244,7 +246,19 @@ class Kubelet(
     # --- one sync --------------------------------------------------------------------
 
     async def sync_pod(self, uid: str) -> float | None:
-        """Advance pod ``uid`` one step; seconds until it wants another (None: forget it)."""
+        """Advance pod ``uid`` one step; seconds until it wants another (None: forget it).
+
+        The first sync of a new pod (sandbox, pulls, first containers) waits for
+        one of ``start_slots``: Podman does that work one pod at a time anyway, so
+        a burst of pods then starts in arrival order instead of all finishing
+        together at the end of the burst.
+        """
+        if uid in self.pods and uid not in self.sandboxes:
+            async with self._start_slots:
+                return await self._sync_pod(uid)
+        return await self._sync_pod(uid)
+
+    async def _sync_pod(self, uid: str) -> float | None:
         pod = self.pods.get(uid)
         if pod is None:
             await self._forget(uid)
