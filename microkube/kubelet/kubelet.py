@@ -246,19 +246,7 @@ class Kubelet(
     # --- one sync --------------------------------------------------------------------
 
     async def sync_pod(self, uid: str) -> float | None:
-        """Advance pod ``uid`` one step; seconds until it wants another (None: forget it).
-
-        The first sync of a new pod (sandbox, pulls, first containers) waits for
-        one of ``start_slots``: Podman does that work one pod at a time anyway, so
-        a burst of pods then starts in arrival order instead of all finishing
-        together at the end of the burst.
-        """
-        if uid in self.pods and uid not in self.sandboxes:
-            async with self._start_slots:
-                return await self._sync_pod(uid)
-        return await self._sync_pod(uid)
-
-    async def _sync_pod(self, uid: str) -> float | None:
+        """Advance pod ``uid`` one step; seconds until it wants another (None: forget it)."""
         pod = self.pods.get(uid)
         if pod is None:
             await self._forget(uid)
@@ -424,7 +412,11 @@ class Kubelet(
             self._unsure.add(uid)
             self.prefetch_images(pod)  # overlaps the image look-ups with the sandbox start
             try:
-                sb = await self.runtime.create_pod_sandbox(cfg)
+                # Podman creates sandboxes one at a time anyway: with a few slots
+                # (FIFO) a burst of pods starts in arrival order instead of all
+                # finishing together at the end of the burst.
+                async with self._start_slots:
+                    sb = await self.runtime.create_pod_sandbox(cfg)
             except rt.ContainerRuntimeError as exc:
                 await self.recorder.event(
                     pod,
