@@ -172,8 +172,21 @@ def bench_curl(base: str, layers: list[Path], work: Path, repo: str) -> None:
     for digest, path in zip(digests, layers, strict=True):
         url = f"{base}/v2/{repo}/blobs/uploads?digest={digest}"
         subprocess.run(
-            ["curl", "-sf", "-o", "/dev/null", "-X", "POST", "-T", str(path), "-H", "Expect:",
-             "-H", "Content-Type: application/octet-stream", url],
+            [
+                "curl",
+                "-sf",
+                "-o",
+                "/dev/null",
+                "-X",
+                "POST",
+                "-T",
+                str(path),
+                "-H",
+                "Expect:",
+                "-H",
+                "Content-Type: application/octet-stream",
+                url,
+            ],
             check=True,
         )
     push = timer.result(total)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert
@@ -73,14 +74,27 @@ def link_blob(conn: sa.Connection, repository: str, digest: str) -> None:
     )
 
 
+def _blob_size_statements() -> tuple[sa.Select[Any], sa.Select[Any]]:
+    b, rb = schema.blobs, schema.repository_blobs
+    anywhere = sa.select(b.c.size).where(b.c.digest == sa.bindparam("digest"))
+    in_repository = anywhere.join(rb, rb.c.digest == b.c.digest).where(
+        rb.c.repository == sa.bindparam("repository")
+    )
+    return anywhere, in_repository
+
+
+_BLOB_SIZE, _BLOB_SIZE_IN_REPOSITORY = _blob_size_statements()
+"""Built once: blob HEADs and GETs are hot, and building a statement costs more than running it."""
+
+
 def blob_size(conn: sa.Connection, digest: str, repository: str | None = None) -> int | None:
     """Size of a blob visible in ``repository`` (anywhere if None), else None."""
-    b = schema.blobs
-    query = sa.select(b.c.size).where(b.c.digest == digest)
-    if repository is not None:
-        rb = schema.repository_blobs
-        query = query.join(rb, rb.c.digest == b.c.digest).where(rb.c.repository == repository)
-    row = conn.execute(query).first()
+    if repository is None:
+        row = conn.execute(_BLOB_SIZE, {"digest": digest}).first()
+    else:
+        row = conn.execute(
+            _BLOB_SIZE_IN_REPOSITORY, {"digest": digest, "repository": repository}
+        ).first()
     return None if row is None else int(row[0])
 
 

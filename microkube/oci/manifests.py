@@ -199,29 +199,31 @@ def _exists(conn: sa.Connection, repository: str, digest: str) -> bool:
     return row is not None
 
 
-def resolve(conn: sa.Connection, repository: str, reference: str) -> str | None:
-    """The digest a tag or digest reference names in ``repository``, if any."""
-    if names.looks_like_digest(reference):
-        names.parse_digest(reference)
-        return reference if _exists(conn, repository, reference) else None
-    t = schema.tags
-    row = conn.execute(
-        sa.select(t.c.digest).where(t.c.repository == repository, t.c.tag == reference)
-    ).first()
-    return None if row is None else str(row[0])
+def _get_statements() -> tuple[sa.Select[Any], sa.Select[Any]]:
+    m, t = schema.manifests, schema.tags
+    columns = sa.select(m.c.digest, m.c.media_type, m.c.content)
+    by_digest = columns.where(
+        m.c.repository == sa.bindparam("repository"), m.c.digest == sa.bindparam("reference")
+    )
+    by_tag = columns.join(
+        t, sa.and_(t.c.repository == m.c.repository, t.c.digest == m.c.digest)
+    ).where(t.c.repository == sa.bindparam("repository"), t.c.tag == sa.bindparam("reference"))
+    return by_digest, by_tag
+
+
+_GET_BY_DIGEST, _GET_BY_TAG = _get_statements()
+"""Built once: building the statement on every pull cost more than running it."""
 
 
 def get(conn: sa.Connection, repository: str, reference: str) -> Manifest | None:
-    digest = resolve(conn, repository, reference)
-    if digest is None:
-        return None
-    m = schema.manifests
-    row = conn.execute(
-        sa.select(m.c.media_type, m.c.content).where(
-            m.c.repository == repository, m.c.digest == digest
-        )
-    ).first()
-    return None if row is None else Manifest(digest, row.media_type, bytes(row.content))
+    """The manifest a tag or digest names in ``repository`` (one query: the hot pull path)."""
+    if names.looks_like_digest(reference):
+        names.parse_digest(reference)
+        query = _GET_BY_DIGEST
+    else:
+        query = _GET_BY_TAG
+    row = conn.execute(query, {"repository": repository, "reference": reference}).first()
+    return None if row is None else Manifest(row.digest, row.media_type, bytes(row.content))
 
 
 def delete(conn: sa.Connection, repository: str, reference: str) -> bool:
