@@ -22,6 +22,7 @@ from microkube.controllers.deployment import DeploymentController
 from microkube.controllers.garbagecollector import GarbageCollector
 from microkube.controllers.job import JobController
 from microkube.controllers.namespace import NamespaceController
+from microkube.controllers.podautoscaler import HorizontalPodAutoscalerController
 from microkube.controllers.replicaset import ReplicaSetController
 from microkube.controllers.statefulset import StatefulSetController
 
@@ -34,6 +35,7 @@ CONTROLLERS: list[type[Controller]] = [
     StatefulSetController,
     DaemonSetController,
     NamespaceController,
+    HorizontalPodAutoscalerController,
 ]
 
 

@@ -28,7 +28,8 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -76,7 +77,7 @@ def usage(last: Sample, prev: Sample, name: str = "") -> Usage | None:
     window = (last.at - prev.at).total_seconds()
     if window <= 0 or last.cpu_ns < prev.cpu_ns:
         return None
-    rate = int((last.cpu_ns - prev.cpu_ns) / window)
+    rate = round((last.cpu_ns - prev.cpu_ns) / window)
     return Usage(last.at, window, rate, last.memory, name)
 
 
@@ -118,8 +119,9 @@ class FakeStats:
                 mem = quantity.value(memory)
             except ValueError:
                 continue
-            elapsed = max((at - c.started_at).total_seconds(), 0.0)
-            out[c.id] = (int(rate * int(elapsed * 1000) / 1000), mem)
+            elapsed = max(at - c.started_at, timedelta())
+            micros = (elapsed.days * 86_400 + elapsed.seconds) * 10**6 + elapsed.microseconds
+            out[c.id] = (int(rate * Fraction(micros, 10**6)), mem)
         return out
 
     def _container(self, c: rt.ContainerStatus) -> dict[str, Any] | None:
