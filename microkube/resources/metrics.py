@@ -83,29 +83,29 @@ class ResourceMetrics:
         self._nodes = registry.catalog.get("", "v1", "nodes")
         self._pods = registry.catalog.get("", "v1", "pods")
 
-    def _metadata(self, obj: Obj) -> Obj:
+    def _metadata(self, obj: Obj, created: str) -> Obj:
         m = obj["metadata"]
-        out = {"name": m["name"], "creationTimestamp": _time(datetime.now(UTC))}
+        out = {"name": m["name"], "creationTimestamp": created}
         if m.get("namespace"):
             out["namespace"] = m["namespace"]
         if m.get("labels"):
             out["labels"] = m["labels"]
         return out
 
-    def _node_metrics(self, rt: ResourceType, node: Obj) -> Obj | None:
+    def _node_metrics(self, rt: ResourceType, node: Obj, created: str) -> Obj | None:
         u = self.provider.node_usage(node["metadata"]["name"])
         if u is None:
             return None
         return {
             "kind": rt.kind,
             "apiVersion": rt.api_version,
-            "metadata": self._metadata(node),
+            "metadata": self._metadata(node, created),
             "timestamp": _time(u.timestamp),
             "window": go_duration(u.window),
             "usage": usage_of(u),
         }
 
-    def _pod_metrics(self, rt: ResourceType, pod: Obj) -> Obj | None:
+    def _pod_metrics(self, rt: ResourceType, pod: Obj, created: str) -> Obj | None:
         if (pod.get("status") or {}).get("phase") != "Running":
             return None
         containers = self.provider.pod_usage(pod["metadata"]["uid"])
@@ -120,23 +120,24 @@ class ResourceMetrics:
         return {
             "kind": rt.kind,
             "apiVersion": rt.api_version,
-            "metadata": self._metadata(pod),
+            "metadata": self._metadata(pod, created),
             "timestamp": _time(first.timestamp),
             "window": go_duration(first.window),
             "containers": [{"name": c.name, "usage": usage_of(c)} for c in containers],
         }
 
-    def _build(self, rt: ResourceType, obj: Obj) -> Obj | None:
+    def _build(self, rt: ResourceType, obj: Obj, created: str) -> Obj | None:
+        """The metrics object of ``obj``; ``created`` (now) is its creationTimestamp, as upstream."""
         if rt.kind == "NodeMetrics":
-            return self._node_metrics(rt, obj)
-        return self._pod_metrics(rt, obj)
+            return self._node_metrics(rt, obj, created)
+        return self._pod_metrics(rt, obj, created)
 
     def _source(self, rt: ResourceType) -> ResourceType:
         return self._nodes if rt.kind == "NodeMetrics" else self._pods
 
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
         obj = self.registry.get(self._source(rt), namespace, name)
-        out = self._build(rt, obj)
+        out = self._build(rt, obj, _time(datetime.now(UTC)))
         if out is None:
             key = f"{namespace}/{name}" if rt.namespaced else name
             raise errors.NotFound(
@@ -156,13 +157,14 @@ class ResourceMetrics:
         field_selector: FieldSelector | None = None,
     ) -> list[Obj]:
         source = self.registry.list(self._source(rt), namespace, label_selector=label_selector)
+        created = _time(datetime.now(UTC))
         out = []
         for obj in source.items:
             if field_selector is not None and not field_selector.matches(
                 object_fields(rt.kind, obj)
             ):
                 continue
-            metrics = self._build(rt, obj)
+            metrics = self._build(rt, obj, created)
             if metrics is not None:
                 out.append(metrics)
         return out
