@@ -12,6 +12,7 @@ import asyncio
 import copy
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -230,18 +231,40 @@ class ContainerOps:
         return result
 
     async def cleanup_all(self) -> None:
-        """Remove every pod, container and network labelled with this instance."""
+        """Remove every pod, container and network labelled with this instance.
+
+        Goes on past an object that cannot be removed and tries the leftovers
+        again (a container's ``shm`` mount can be briefly busy), then raises
+        naming what is left.
+        """
         flt = json.dumps({"label": label_filter(self.instance, None)})
 
-        def go() -> None:
-            for pod in self._get("/pods/json", filters=flt):
-                self._force_remove_pod(pod["Id"])
-            for c in self._get("/containers/json", all="true", filters=flt):
-                self._force_remove_container(c["Id"])
-            for net in self._get("/networks/json", filters=flt):
-                self._delete(f"/networks/{net['name']}", force="true")
+        def attempt(fn: Callable[[], None], what: str, failed: list[str]) -> None:
+            try:
+                fn()
+            except rt.ContainerRuntimeError as exc:
+                failed.append(f"{what}: {exc}")
 
-        await self._run(go)
+        def go() -> list[str]:
+            failed: list[str] = []
+            for round_ in range(3):
+                failed = []
+                for pod in self._get("/pods/json", filters=flt):
+                    attempt(partial(self._force_remove_pod, pod["Id"]), "pod " + pod["Id"], failed)
+                for c in self._get("/containers/json", all="true", filters=flt):
+                    cid = c["Id"]
+                    attempt(partial(self._force_remove_container, cid), "container " + cid, failed)
+                for net in self._get("/networks/json", filters=flt):
+                    remove = partial(self._delete, f"/networks/{net['name']}", force="true")
+                    attempt(remove, "network " + net["name"], failed)
+                if not failed:
+                    break
+                time.sleep(1 + round_)
+            return failed
+
+        failed = await self._run(go)
+        if failed:
+            raise rt.ContainerRuntimeError("cleanup left " + "; ".join(failed))
 
     # -- exec, attach, logs ------------------------------------------------
 
