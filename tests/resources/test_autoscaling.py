@@ -223,3 +223,28 @@ async def test_v1_dry_run_answers_v1(registry: Registry) -> None:
     assert out["apiVersion"] == "autoscaling/v1"
     assert out["spec"]["targetCPUUtilizationPercentage"] == 80
     assert registry.try_get(v2(registry), "default", "web") is None
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value"),
+    [
+        (autoscaling.METRICS_ANNOTATION, "{bad"),
+        (autoscaling.METRICS_ANNOTATION, "5"),
+        (autoscaling.BEHAVIOR_ANNOTATION, "[]"),
+    ],
+)
+async def test_v1_bad_annotations_are_400(registry: Registry, annotation: str, value: str) -> None:
+    body = {
+        "apiVersion": "autoscaling/v1",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "annotations": {annotation: value}},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3},
+    }
+    with pytest.raises(errors.BadRequest, match=annotation):
+        await registry.create(v1(registry), "default", body)
+
+
+async def test_behavior_and_metrics_must_be_structured(registry: Registry) -> None:
+    for spec in ({"behavior": "fast"}, {"metrics": "cpu"}):
+        with pytest.raises(errors.BadRequest, match="cannot unmarshal"):
+            await registry.create(v2(registry), "default", hpa_v2(**spec))

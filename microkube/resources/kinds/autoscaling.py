@@ -278,14 +278,17 @@ def _to_v1(obj: Obj) -> Obj:
     return out
 
 
-def _annotation(anns: dict[str, Any], key: str) -> Any:
+def _annotation(anns: dict[str, Any], key: str, kind: type) -> Any:
     raw = anns.pop(key, None)
     if raw is None:
         return None
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (TypeError, ValueError) as exc:
         raise errors.BadRequest(f"invalid {key} annotation: {exc}") from exc
+    if not isinstance(value, kind):
+        raise errors.BadRequest(f"invalid {key} annotation: not a JSON {kind.__name__}")
+    return value
 
 
 def _to_v2(obj: Obj) -> Obj:
@@ -295,10 +298,10 @@ def _to_v2(obj: Obj) -> Obj:
     anns = dict(m.get("annotations") or {})
     spec = out.get("spec") if isinstance(out.get("spec"), dict) else None
     status = out.get("status") if isinstance(out.get("status"), dict) else None
-    others = _annotation(anns, METRICS_ANNOTATION)
-    behavior = _annotation(anns, BEHAVIOR_ANNOTATION)
-    current = _annotation(anns, CURRENT_METRICS_ANNOTATION)
-    conditions = _annotation(anns, CONDITIONS_ANNOTATION)
+    others = _annotation(anns, METRICS_ANNOTATION, list)
+    behavior = _annotation(anns, BEHAVIOR_ANNOTATION, dict)
+    current = _annotation(anns, CURRENT_METRICS_ANNOTATION, list)
+    conditions = _annotation(anns, CONDITIONS_ANNOTATION, list)
     if spec is not None:
         cpu = spec.pop("targetCPUUtilizationPercentage", None)
         metrics = list(others or []) + ([cpu_utilization_metric(cpu)] if cpu is not None else [])
