@@ -212,6 +212,8 @@ class StatsCollector:
                 await self.sample()
             except rt.ContainerRuntimeError as exc:
                 log.debug("stats sampling failed: %s", exc)
+            except Exception:  # noqa: BLE001 - usage is advisory: never take the node down
+                log.exception("stats sampling failed")
             # The second sample comes after 1 s, so usage is known soon after start.
             await asyncio.sleep(min(1.0, self.interval) if first else self.interval)
             first = False
