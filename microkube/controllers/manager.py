@@ -24,6 +24,7 @@ from microkube.controllers.job import JobController
 from microkube.controllers.namespace import NamespaceController
 from microkube.controllers.podautoscaler import HorizontalPodAutoscalerController
 from microkube.controllers.replicaset import ReplicaSetController
+from microkube.controllers.rootcacert import RootCACertPublisher
 from microkube.controllers.statefulset import StatefulSetController
 
 CONTROLLERS: list[type[Controller]] = [
@@ -44,6 +45,8 @@ async def start(cluster: Any) -> list[asyncio.Task[Any]]:
     client = LocalClient(reg)
     informers = InformerFactory(client)
     controllers = [cls(client, informers) for cls in CONTROLLERS]
+    ca_pem = cluster.pki.ca_cert.read_text()
+    controllers.append(RootCACertPublisher(client, informers, ca_pem=ca_pem))
     tasks: list[asyncio.Task[Any]] = list(informers.start())
     tasks += [asyncio.create_task(c.run(), name=c.name) for c in controllers]
     tasks += [

@@ -194,7 +194,9 @@ def test_watch_streams_changes(kubectl: Kubectl, ns: str) -> None:
     assert proc.stdout is not None
     threading.Thread(target=lambda: [lines.put(x.strip()) for x in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
     try:
-        time.sleep(1.5)
+        # As on any cluster, the namespace already holds the published root CA.
+        assert lines.get(timeout=15) == "configmap/kube-root-ca.crt"
+        time.sleep(1.0)
         kubectl("create", "configmap", "w1", "-n", ns, "--from-literal=a=b")
         kubectl("label", "configmap", "w1", "-n", ns, "x=y")
         seen = [lines.get(timeout=15), lines.get(timeout=15)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -21,7 +22,14 @@ def api(kubeconfig: Path) -> client.ApiClient:
 @pytest.fixture
 def ns(api: client.ApiClient) -> str:
     name = "py-" + uuid.uuid4().hex[:8]
-    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    # As on any cluster, a new namespace soon holds the published root CA; wait for it
+    # so the tests below see only their own changes.
+    deadline = time.monotonic() + 10
+    while not core.list_namespaced_config_map(name, field_selector="metadata.name=kube-root-ca.crt").items:
+        assert time.monotonic() < deadline, "kube-root-ca.crt was not published"
+        time.sleep(0.05)
     return name
 
 
@@ -64,7 +72,7 @@ def test_pagination(api: client.ApiClient, ns: str) -> None:
         cont = page.metadata._continue
         if not cont:
             break
-    assert pages == 3 and names == [f"p{i}" for i in range(7)]
+    assert pages == 3 and names == ["kube-root-ca.crt"] + [f"p{i}" for i in range(7)]
 
 
 def test_watch_sees_every_change_in_order(api: client.ApiClient, ns: str) -> None:
