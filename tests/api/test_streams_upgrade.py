@@ -22,11 +22,6 @@ POD = "/api/v1/namespaces/default/pods/p"
 SESSIONS: list[harness.SubprocessSession] = []
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     with harness.echo_server() as echo_port:

@@ -18,11 +18,6 @@ from tests.api import test_streams_harness as harness
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, list[Any]]]:
     sessions: list[harness.SubprocessSession] = []

@@ -8,27 +8,12 @@ from pathlib import Path
 import pytest
 
 from microkube.auth import bootstrap_rbac
-from microkube.resources.catalog import default_catalog
 from microkube.resources.registry import Registry
-from microkube.settings import StoreSettings
-from microkube.store.log import Store
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+from tests.support.registry import open_registry
 
 
 @pytest.fixture
 async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    store = await Store.open(tmp_path / "state.db", StoreSettings(compact_interval=3600.0))
-    reg = Registry(store, default_catalog())
-    ns = reg.catalog.get("", "v1", "namespaces")
-    assert ns is not None
-    for name in ("default", "dev"):
-        await reg.create(ns, "", {"metadata": {"name": name}})
-    await bootstrap_rbac.ensure(reg)
-    try:
+    async with open_registry(tmp_path, ("default", "dev")) as reg:
+        await bootstrap_rbac.ensure(reg)
         yield reg
-    finally:
-        await store.close()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,19 +21,10 @@ from microkube.api.streams import channels
 from microkube.kubelet import fake
 from microkube.kubelet import runtime as rt
 from microkube.kubelet.streams import PodStreams
-from microkube.resources import bootstrap
-from microkube.resources.catalog import default_catalog
 from microkube.resources.registry import Registry
-from microkube.settings import Settings, StoreSettings
-from microkube.store.log import Store
 
 pytestmark = pytest.mark.anyio
 IMAGE = "busybox"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 class Env:
@@ -120,14 +109,8 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    store = await Store.open(tmp_path / "state.db", StoreSettings(compact_interval=3600.0))
-    reg = Registry(store, default_catalog())
-    await bootstrap.ensure(reg, Settings(state_dir=tmp_path))
-    try:
-        yield Env(reg, fake.FakeRuntime("mkt"))
-    finally:
-        await store.close()
+def env(registry: Registry) -> Env:
+    return Env(registry, fake.FakeRuntime("mkt"))
 
 
 def _path(pod: str, sub: str) -> str:

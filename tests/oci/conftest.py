@@ -17,11 +17,6 @@ from microkube.store import engine as store_engine
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def engine(tmp_path: Path) -> Iterator[sa.Engine]:
     eng = store_engine.create_engine(tmp_path / "state.db")
     store_engine.migrate(eng)

@@ -16,10 +16,8 @@ from microkube.api import requestinfo
 from microkube.api.context import ApiContext
 from microkube.auth import aggregation, bootstrap_rbac, rbac
 from microkube.resources import metrics
-from microkube.resources.catalog import default_catalog
 from microkube.resources.registry import Registry
-from microkube.settings import StoreSettings
-from microkube.store.log import Store
+from tests.support.registry import open_registry
 
 pytestmark = pytest.mark.anyio
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -48,22 +46,9 @@ class Provider:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    store = await Store.open(tmp_path / "state.db", StoreSettings(compact_interval=3600.0))
-    reg = Registry(store, default_catalog())
-    ns = reg.catalog.get("", "v1", "namespaces")
-    assert ns is not None
-    for name in ("default", "dev"):
-        await reg.create(ns, "", {"metadata": {"name": name}})
-    try:
+    async with open_registry(tmp_path, ("default", "dev")) as reg:
         yield reg
-    finally:
-        await store.close()
 
 
 async def add_pod(

@@ -10,30 +10,18 @@ from typing import Any
 import pytest
 
 from microkube import errors
-from microkube.resources import bootstrap, saadmission
-from microkube.resources.catalog import default_catalog
+from microkube.resources import saadmission
 from microkube.resources.registry import Registry
-from microkube.settings import Settings, StoreSettings
-from microkube.store.log import Store
+from tests.support.registry import open_registry
 
 pytestmark = pytest.mark.anyio
 MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    store = await Store.open(tmp_path / "state.db", StoreSettings(compact_interval=3600.0))
-    reg = Registry(store, default_catalog())
-    await bootstrap.ensure(reg, Settings(state_dir=tmp_path))
-    try:
+    async with open_registry(tmp_path, bootstrap=True) as reg:
         yield reg
-    finally:
-        await store.close()
 
 
 async def create_pod(registry: Registry, spec: dict[str, Any], name: str = "p") -> dict[str, Any]:

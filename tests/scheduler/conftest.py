@@ -7,24 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from microkube.resources import bootstrap
-from microkube.resources.catalog import default_catalog
 from microkube.resources.registry import Registry
-from microkube.settings import Settings, StoreSettings
-from microkube.store.log import Store
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+from tests.support.registry import open_registry
 
 
 @pytest.fixture
 async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    store = await Store.open(tmp_path / "state.db", StoreSettings(compact_interval=3600.0))
-    reg = Registry(store, default_catalog())
-    await bootstrap.ensure(reg, Settings(state_dir=tmp_path))
-    try:
+    async with open_registry(tmp_path, bootstrap=True) as reg:
         yield reg
-    finally:
-        await store.close()

@@ -7,25 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from microkube.resources.catalog import default_catalog
 from microkube.resources.registry import Registry
-from microkube.settings import StoreSettings
-from microkube.store.log import Store
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+from tests.support.registry import open_registry
 
 
 @pytest.fixture
 async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    store = await Store.open(tmp_path / "state.db", StoreSettings(compact_interval=3600.0))
-    reg = Registry(store, default_catalog())
-    ns = reg.catalog.get("", "v1", "namespaces")
-    assert ns is not None
-    await reg.create(ns, "", {"metadata": {"name": "default"}})
-    try:
+    async with open_registry(tmp_path) as reg:
         yield reg
-    finally:
-        await store.close()
