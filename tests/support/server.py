@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -20,6 +21,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
+
+from microkube.netproxy.rules import table_name
 
 KUBECTL_DIR = Path("/usr/lib/google-cloud-sdk/bin")
 
@@ -155,6 +160,9 @@ def podman_server(
 ) -> Iterator[Server]:
     """A real-Podman server on its own pod and service CIDRs, reset afterwards.
 
+    After the reset, asserts that nothing of the instance is left on the host
+    (:func:`leftovers`: containers, pods, pod network, nft table).
+
     The service CIDR must be unique too: the proxy's nft hooks see the whole
     host, so two instances on one service CIDR would answer for each other.
     The built-in registry is off unless ``registry_args`` (e.g. ``["--registry-port",
@@ -168,3 +176,37 @@ def podman_server(
     finally:
         srv.stop()
         reset(srv)
+    left = leftovers(srv)
+    assert not left, f"microkube reset left host resources of {srv.instance}: {left}"
+
+
+def leftovers(srv: Server) -> dict[str, list[str]]:
+    """What of ``srv``'s instance is still on the host, by kind (only non-empty kinds).
+
+    Podman containers and pods carrying its ``io.microkube.instance`` label, its
+    ``<instance>-pods`` network, and its nft table.
+    """
+    flt = f"label=io.microkube.instance={srv.instance}"
+
+    def run(*cmd: str) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False).stdout
+
+    table = f"table ip {table_name(srv.instance)}"
+    found = {
+        "containers": run("podman", "ps", "-aq", "--filter", flt).split(),
+        "pods": run("podman", "pod", "ps", "-q", "--filter", flt).split(),
+        "networks": run("podman", "network", "ls", "-q", "--filter", f"name={srv.instance}-pods").split(),
+        "nft": [t for t in run("nft", "list", "tables").splitlines() if t.strip() == table]
+        if shutil.which("nft")
+        else [],
+    }
+    return {kind: names for kind, names in found.items() if names}
+
+
+def kubectl_for(server: Server, tmp_path_factory: pytest.TempPathFactory, version: str = "1.32") -> Kubectl:
+    """kubectl ``version`` with a fresh kubeconfig and HOME for ``server`` (skips if not installed)."""
+    binary = kubectl_binary(version)
+    if binary is None:
+        pytest.skip(f"kubectl {version} missing")
+    d = tmp_path_factory.mktemp("kc")
+    return Kubectl(binary, server.kubeconfig(d), d / "home")
