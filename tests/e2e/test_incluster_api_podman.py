@@ -15,24 +15,17 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support import images
-from tests.support.server import Kubectl, Server, kubectl_binary, podman_server
+from tests.support.kube import NEEDS_CURL, PODMAN_E2E, apply
+from tests.support.server import Kubectl, Server, kubectl_for, podman_server
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.kubectl,
-    pytest.mark.skipif(not images.curl_available(), reason="podman, busybox or curl missing"),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
-    pytest.mark.timeout(240),
-]
+pytestmark = [*PODMAN_E2E, NEEDS_CURL, pytest.mark.kubectl, pytest.mark.timeout(240)]
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 NS = "apps"
 
@@ -44,19 +37,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("incluster")
     with podman_server(base, pod_cidr=f"10.226.{r}.0/24", service_cidr=f"10.227.{r}.0/24") as srv:
         yield srv
-    flt = f"label=io.microkube.instance={srv.instance}"
-    left = subprocess.run(
-        ["podman", "ps", "-aq", "--filter", flt], capture_output=True, text=True, check=False
-    ).stdout.split()
-    assert left == []
 
 
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    d = tmp_path_factory.mktemp("kc")
-    binary = kubectl_binary("1.32")
-    assert binary is not None
-    return Kubectl(binary, server.kubeconfig(d), d / "home")
+    return kubectl_for(server, tmp_path_factory)
 
 
 def manifests() -> list[dict[str, Any]]:
@@ -113,7 +98,7 @@ def call(kubectl: Kubectl, path: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_service_account_token_from_inside_the_pod(kubectl: Kubectl) -> None:
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests()))
+    apply(kubectl, *manifests())
     kubectl("wait", "-n", NS, "--for=condition=Ready", "pod/client", "--timeout=90s", timeout=120)
     ns = kubectl("exec", "-n", NS, "client", "--", "cat", f"{SA_DIR}/namespace").stdout
     assert ns == NS

@@ -20,21 +20,14 @@ import subprocess
 import termios
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import yaml
 
 from tests.support import images
-from tests.support.server import Kubectl, Server, free_port, kubectl_binary, podman_server
+from tests.support.kube import PODMAN_E2E, apply
+from tests.support.server import Kubectl, Server, free_port, kubectl_for, podman_server
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.kubectl,
-    pytest.mark.skipif(not images.busybox_available(), reason="podman or busybox missing"),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
-    pytest.mark.timeout(240),
-]
+pytestmark = [*PODMAN_E2E, pytest.mark.kubectl, pytest.mark.timeout(240)]
 IMAGE = images.BUSYBOX_IMAGE
 ROWS, COLS = 37, 101
 
@@ -46,25 +39,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("interactive")
     with podman_server(base, pod_cidr=f"10.228.{r}.0/24", service_cidr=f"10.229.{r}.0/24") as srv:
         yield srv
-    left = subprocess.run(
-        ["podman", "ps", "-aq", "--filter", f"label=io.microkube.instance={srv.instance}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    assert left == []
 
 
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    d = tmp_path_factory.mktemp("kc")
-    binary = kubectl_binary("1.32")
-    assert binary is not None
-    return Kubectl(binary, server.kubeconfig(d), d / "home")
-
-
-def apply(kubectl: Kubectl, *objs: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
+    return kubectl_for(server, tmp_path_factory)
 
 
 class Terminal:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -18,14 +17,10 @@ import pytest
 import yaml
 
 from tests.support import images
-from tests.support.server import Kubectl, Server, kubectl_binary, podman_server
+from tests.support.kube import PODMAN_E2E
+from tests.support.server import Kubectl, Server, kubectl_for, podman_server
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.skipif(not images.busybox_available(), reason="podman or busybox missing"),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
-    pytest.mark.timeout(240),
-]
+pytestmark = [*PODMAN_E2E, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +30,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("metrics")
     with podman_server(base, pod_cidr=f"10.230.{r}.0/24", service_cidr=f"10.231.{r}.0/24") as srv:
         yield srv
-    flt = f"label=io.microkube.instance={srv.instance}"
-    left = subprocess.run(
-        ["podman", "ps", "-aq", "--filter", flt], capture_output=True, text=True, check=False
-    ).stdout.split()
-    assert left == []
 
 
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    d = tmp_path_factory.mktemp("kc")
-    binary = kubectl_binary("1.32")
-    assert binary is not None
-    return Kubectl(binary, server.kubeconfig(d), d / "home")
+    return kubectl_for(server, tmp_path_factory)
 
 
 POD = {

@@ -14,6 +14,7 @@ checks that nothing of the instance is left in Podman.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import random
@@ -21,22 +22,26 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.support import images
-from tests.support.server import Kubectl, Server, free_port, kubectl_binary, podman_server
+from tests.support import images, kube
+from tests.support.kube import (
+    PODMAN_E2E,
+    apply,
+    condition,
+    pod_json,
+    pod_manifest,
+    ready,
+    sh_container,
+)
+from tests.support.server import Kubectl, Server, free_port, kubectl_for, podman_server
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.skipif(not images.busybox_available(), reason="podman or busybox missing"),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
-    pytest.mark.timeout(240),
-]
+pytestmark = [*PODMAN_E2E, pytest.mark.timeout(240)]
 IMAGE = images.BUSYBOX_IMAGE
 USER, PASSWORD = "puller", "pull-secret-pw"
 
@@ -59,13 +64,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, registry_port: int) -> Iter
         base, pod_cidr=f"10.228.{r}.0/24", service_cidr=f"10.229.{r}.0/24", registry_args=args
     ) as srv:
         yield srv
-    left = subprocess.run(
-        ["podman", "ps", "-aq", "--filter", f"label=io.microkube.instance={srv.instance}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    assert left == []
     assert _service_pids(srv) == [], "a podman system service of the instance is left running"
     subprocess.run(
         ["podman", "rmi", "-f", f"localhost:{registry_port}/private/bb:1"],
@@ -76,10 +74,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, registry_port: int) -> Iter
 
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    d = tmp_path_factory.mktemp("kc")
-    binary = kubectl_binary("1.32")
-    assert binary is not None
-    return Kubectl(binary, server.kubeconfig(d), d / "home")
+    return kubectl_for(server, tmp_path_factory)
 
 
 def podman_env(server: Server) -> dict[str, str]:
@@ -104,57 +99,12 @@ def _service_pids(server: Server) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def apply(kubectl: Kubectl, *objs: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
-
-
-def pod_json(kubectl: Kubectl, name: str) -> dict[str, Any]:
-    return dict(json.loads(kubectl("get", "pod", name, "-o", "json").stdout))
-
-
-def wait_for(
-    kubectl: Kubectl, name: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 60
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        pod = pod_json(kubectl, name)
-        if pred(pod):
-            return pod
-        if time.monotonic() > deadline:
-            raise AssertionError(json.dumps(pod.get("status"), indent=1))
-        time.sleep(0.3)
-
-
-def condition(pod: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in pod.get("status", {}).get("conditions", []) if c["type"] == type_), {})
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    return condition(pod, "Ready").get("status") == "True"
+wait_for = functools.partial(kube.wait_for, interval=0.3)
 
 
 def running(pod: dict[str, Any]) -> bool:
     statuses = pod.get("status", {}).get("containerStatuses") or []
     return bool(statuses) and all("running" in s["state"] for s in statuses)
-
-
-def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"terminationGracePeriodSeconds": 1, "containers": list(containers), **spec},
-    }
-
-
-def ctr(name: str, script: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "image": IMAGE,
-        "imagePullPolicy": "Never",
-        "command": ["sh", "-c", script],
-        **extra,
-    }
 
 
 def ts(value: str) -> datetime:
@@ -167,7 +117,7 @@ def test_readiness_flips_with_the_probe(kubectl: Kubectl) -> None:
         "periodSeconds": 1,
         "failureThreshold": 1,
     }
-    apply(kubectl, pod("flip", ctr("c", "sleep 3600", readinessProbe=probe)))
+    apply(kubectl, pod_manifest("flip", sh_container("c", "sleep 3600", readinessProbe=probe)))
     p = wait_for(kubectl, "flip", running)
     assert not ready(p) and condition(p, "Ready")["reason"] == "ContainersNotReady"
     assert "0/1" in kubectl("get", "pod", "flip").stdout
@@ -185,7 +135,7 @@ def test_readiness_flips_with_the_probe(kubectl: Kubectl) -> None:
 
 def test_crash_loop_back_off_timing(kubectl: Kubectl) -> None:
     """Upstream's delays: the first restart at once, the next after 10 s."""
-    apply(kubectl, pod("loop", ctr("c", "sleep 1; exit 1")))
+    apply(kubectl, pod_manifest("loop", sh_container("c", "sleep 1; exit 1")))
     attempts: dict[int, tuple[str, str]] = {}  # attempt -> (startedAt, finishedAt)
     messages: set[str] = set()
     deadline = time.monotonic() + 60
@@ -224,7 +174,7 @@ def test_secret_env_and_volume_and_config_map_update(kubectl: Kubectl) -> None:
         "metadata": {"name": "live"},
         "data": {"mode": "one"},
     }
-    c = ctr(
+    c = sh_container(
         "c",
         "sleep 3600",
         env=[{"name": "DB_USER", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "user"}}}],
@@ -248,7 +198,7 @@ def test_secret_env_and_volume_and_config_map_update(kubectl: Kubectl) -> None:
         },
         {"name": "cfg", "configMap": {"name": "live"}},
     ]
-    apply(kubectl, secret, cm, pod("secrets", c, volumes=vols))
+    apply(kubectl, secret, cm, pod_manifest("secrets", c, volumes=vols))
     wait_for(kubectl, "secrets", ready)
 
     def sh(script: str) -> str:
@@ -267,7 +217,7 @@ def test_secret_env_and_volume_and_config_map_update(kubectl: Kubectl) -> None:
 
 
 def test_podman_kill_restarts_the_container(server: Server, kubectl: Kubectl) -> None:
-    apply(kubectl, pod("victim", ctr("c", "sleep 3600")))
+    apply(kubectl, pod_manifest("victim", sh_container("c", "sleep 3600")))
     before = wait_for(kubectl, "victim", ready)["status"]["containerStatuses"][0]
     podman(server, "kill", before["containerID"].removeprefix("podman://"))
     after = wait_for(
@@ -287,9 +237,9 @@ def test_host_network_pod(kubectl: Kubectl) -> None:
     port = free_port()
     apply(
         kubectl,
-        pod(
+        pod_manifest(
             "hostnet",
-            ctr("c", f"nc -ll -p {port} -e echo host-net"),
+            sh_container("c", f"nc -ll -p {port} -e echo host-net"),
             hostNetwork=True,
         ),
     )
@@ -311,7 +261,9 @@ def test_host_network_pod(kubectl: Kubectl) -> None:
 
 
 def test_finished_pod_releases_its_sandbox_and_keeps_logs(server: Server, kubectl: Kubectl) -> None:
-    apply(kubectl, pod("finished", ctr("c", "echo all done"), restartPolicy="Never"))
+    apply(
+        kubectl, pod_manifest("finished", sh_container("c", "echo all done"), restartPolicy="Never")
+    )
     p = wait_for(kubectl, "finished", lambda p: p.get("status", {}).get("phase") == "Succeeded")
     uid = p["metadata"]["uid"]
     deadline = time.monotonic() + 20
@@ -338,7 +290,11 @@ def test_finished_pod_releases_its_sandbox_and_keeps_logs(server: Server, kubect
 def test_readiness_gate_and_kube_api_access(kubectl: Kubectl) -> None:
     apply(
         kubectl,
-        pod("gated", ctr("c", "sleep 3600"), readinessGates=[{"conditionType": "example.com/lb"}]),
+        pod_manifest(
+            "gated",
+            sh_container("c", "sleep 3600"),
+            readinessGates=[{"conditionType": "example.com/lb"}],
+        ),
     )
     p = wait_for(
         kubectl, "gated", lambda p: condition(p, "ContainersReady").get("status") == "True"
@@ -402,7 +358,7 @@ def test_image_pull_secrets_are_used(server: Server, kubectl: Kubectl, registry_
 
     def puller(name: str, secret: str) -> dict[str, Any]:
         c = {"name": "c", "image": image, "imagePullPolicy": "Always", "command": ["sleep", "3600"]}
-        return pod(name, c, imagePullSecrets=[{"name": secret}])
+        return pod_manifest(name, c, imagePullSecrets=[{"name": secret}])
 
     apply(kubectl, regcred("good", PASSWORD), regcred("bad", "wrong"))
     apply(kubectl, puller("pull-good", "good"), puller("pull-bad", "bad"))
@@ -425,7 +381,7 @@ def test_image_pull_secrets_are_used(server: Server, kubectl: Kubectl, registry_
 
 
 def test_kill_9_and_restart_adopts_running_containers(server: Server, kubectl: Kubectl) -> None:
-    apply(kubectl, pod("survivor", ctr("c", "sleep 3600")))
+    apply(kubectl, pod_manifest("survivor", sh_container("c", "sleep 3600")))
     before = wait_for(kubectl, "survivor", ready)["status"]["containerStatuses"][0]
     server.stop(signal.SIGKILL)
     server.start(timeout=60)
@@ -438,12 +394,12 @@ def test_kill_9_and_restart_adopts_running_containers(server: Server, kubectl: K
 
 
 def test_podman_service_death_is_survived(server: Server, kubectl: Kubectl) -> None:
-    apply(kubectl, pod("steady", ctr("c", "sleep 3600")))
+    apply(kubectl, pod_manifest("steady", sh_container("c", "sleep 3600")))
     before = wait_for(kubectl, "steady", ready)["status"]["containerStatuses"][0]
     [pid] = _service_pids(server)
     os.kill(pid, signal.SIGKILL)
     # microkube restarts the service; the kubelet carries on with new pods
-    apply(kubectl, pod("newcomer", ctr("c", "sleep 3600")))
+    apply(kubectl, pod_manifest("newcomer", sh_container("c", "sleep 3600")))
     wait_for(kubectl, "newcomer", ready, timeout=90)
     [new_pid] = _service_pids(server)
     assert new_pid != pid

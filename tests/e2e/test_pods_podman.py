@@ -15,22 +15,17 @@ import random
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support import images
-from tests.support.server import Kubectl, Server, kubectl_binary, podman_server
+from tests.support.kube import PODMAN_E2E, apply, ready, wait_for
+from tests.support.server import Kubectl, Server, kubectl_for, podman_server
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.skipif(not images.busybox_available(), reason="podman or busybox missing"),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
-    pytest.mark.timeout(240),
-]
+pytestmark = [*PODMAN_E2E, pytest.mark.timeout(240)]
 IMAGE = images.BUSYBOX_IMAGE
 
 
@@ -41,53 +36,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("e2e")
     with podman_server(base, pod_cidr=f"10.214.{r}.0/24", service_cidr=f"10.219.{r}.0/24") as srv:
         yield srv
-    flt = f"label=io.microkube.instance={srv.instance}"
-    left = subprocess.run(
-        ["podman", "ps", "-aq", "--filter", flt], capture_output=True, text=True, check=False
-    ).stdout.split()
-    nets = subprocess.run(
-        ["podman", "network", "ls", "-q", "--filter", f"name={srv.instance}-pods"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    assert left == [] and nets == [], (left, nets)
 
 
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    d = tmp_path_factory.mktemp("kc")
-    binary = kubectl_binary("1.32")
-    assert binary is not None
-    return Kubectl(binary, server.kubeconfig(d), d / "home")
-
-
-def apply(kubectl: Kubectl, *objs: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
-
-
-def pod_json(kubectl: Kubectl, name: str) -> dict[str, Any]:
-    return dict(json.loads(kubectl("get", "pod", name, "-o", "json").stdout))
-
-
-def wait_for(
-    kubectl: Kubectl, name: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 60
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        pod = pod_json(kubectl, name)
-        if pred(pod):
-            return pod
-        if time.monotonic() > deadline:
-            raise AssertionError(json.dumps(pod.get("status"), indent=1))
-        time.sleep(0.5)
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    return any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in pod.get("status", {}).get("conditions", [])
-    )
+    return kubectl_for(server, tmp_path_factory)
 
 
 def probe(cmd: str) -> dict[str, Any]:

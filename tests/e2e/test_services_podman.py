@@ -19,14 +19,11 @@ One server per module: pod CIDR 10.222.R.0/24, service CIDR 10.223.R.0/24.
 
 from __future__ import annotations
 
-import json
 import random
 import re
-import subprocess
-import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,15 +31,10 @@ import yaml
 
 from microkube.controllers.endpointset import node_address
 from tests.support import images
-from tests.support.server import Kubectl, Server, kubectl_binary, podman_server
+from tests.support.kube import NEEDS_CURL, PODMAN_E2E, eventually, get_json, ready
+from tests.support.server import Kubectl, Server, kubectl_for, podman_server
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.kubectl,
-    pytest.mark.skipif(not images.curl_available(), reason="podman, busybox or curl missing"),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
-    pytest.mark.timeout(300),
-]
+pytestmark = [*PODMAN_E2E, NEEDS_CURL, pytest.mark.kubectl, pytest.mark.timeout(300)]
 R = random.randint(1, 199)  # 250+ are the benches'
 LB_PORT = 20000 + R  # the LoadBalancer listens on the node address: keep off common ports
 REQUESTS = 40
@@ -55,38 +47,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("svc")
     with podman_server(base, pod_cidr=f"10.222.{R}.0/24", service_cidr=f"10.223.{R}.0/24") as srv:
         yield srv
-    flt = f"label=io.microkube.instance={srv.instance}"
-    left = subprocess.run(
-        ["podman", "ps", "-aq", "--filter", flt], capture_output=True, text=True, check=False
-    ).stdout.split()
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    assert left == [] and f"ip {srv.instance}\n" not in tables + "\n", (left, tables)
 
 
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    d = tmp_path_factory.mktemp("kc")
-    binary = kubectl_binary("1.32")
-    assert binary is not None
-    return Kubectl(binary, server.kubeconfig(d), d / "home")
-
-
-def eventually(fn: Callable[[], Any], what: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as exc:  # noqa: BLE001 - keep polling
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: {last!r}")
-
-
-def get(kubectl: Kubectl, kind: str, name: str) -> dict[str, Any]:
-    return dict(json.loads(kubectl("get", kind, name, "-o", "json").stdout))
+    return kubectl_for(server, tmp_path_factory)
 
 
 def replica_set(release: str) -> dict[str, Any]:
@@ -161,19 +126,12 @@ def run_in_pod(kubectl: Kubectl, name: str, script: str, *extra: str) -> list[st
 
 
 def summer_pods(kubectl: Kubectl) -> dict[str, dict[str, Any]]:
-    items = json.loads(kubectl("get", "pods", "-l", "release=summer", "-o", "json").stdout)
-    return {p["metadata"]["name"]: p for p in items["items"]}
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    return any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in pod.get("status", {}).get("conditions", [])
-    )
+    items = get_json(kubectl, "pods", "-l", "release=summer")["items"]
+    return {p["metadata"]["name"]: p for p in items}
 
 
 def endpoint_ips(kubectl: Kubectl) -> list[str]:
-    subsets = get(kubectl, "endpoints", "echo").get("subsets") or [{}]
+    subsets = get_json(kubectl, "endpoints", "echo").get("subsets") or [{}]
     return sorted(a["ip"] for s in subsets for a in s.get("addresses") or [])
 
 
@@ -192,17 +150,19 @@ def test_services_dns_env_and_readiness(kubectl: Kubectl, server: Server) -> Non
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
     for release in ("spring", "summer"):
         eventually(
-            lambda r=release: get(kubectl, "rs", f"echo-{r}")["status"].get("readyReplicas") == 2,
+            lambda r=release: (
+                get_json(kubectl, "rs", f"echo-{r}")["status"].get("readyReplicas") == 2
+            ),
             f"{release} pods ready",
         )
     summer = summer_pods(kubectl)
     assert len(summer) == 2
     summer_ips = sorted(p["status"]["podIP"] for p in summer.values())
     eventually(lambda: endpoint_ips(kubectl) == summer_ips, "endpoints hold the summer pods")
-    svc = get(kubectl, "service", "echo")
+    svc = get_json(kubectl, "service", "echo")
     cluster_ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
     assert cluster_ip.startswith(f"10.223.{R}.")
-    master_ip = get(kubectl, "service", "kubernetes")["spec"]["clusterIP"]
+    master_ip = get_json(kubectl, "service", "kubernetes")["spec"]["clusterIP"]
 
     # -- from a pod: DNS, service links, and traffic to summer only, over both pods.
     lines = run_in_pod(
@@ -266,7 +226,7 @@ def test_services_dns_env_and_readiness(kubectl: Kubectl, server: Server) -> Non
 
     assert {fetch("127.0.0.1", node_port) for _ in range(20)} == set(summer)
     lb = eventually(
-        lambda: get(kubectl, "service", "echo-lb")["status"]["loadBalancer"].get("ingress"),
+        lambda: get_json(kubectl, "service", "echo-lb")["status"]["loadBalancer"].get("ingress"),
         "LoadBalancer ingress",
     )
     assert lb[0]["ip"] == node_address()
@@ -279,10 +239,10 @@ def test_services_dns_env_and_readiness(kubectl: Kubectl, server: Server) -> Non
     # -- a summer pod failing readiness leaves the endpoints and gets no traffic.
     sick, healthy = sorted(summer)
     kubectl("exec", sick, "--", "touch", "/tmp/unready")
-    eventually(lambda: not ready(get(kubectl, "pod", sick)), f"{sick} not ready")
+    eventually(lambda: not ready(get_json(kubectl, "pod", sick)), f"{sick} not ready")
     healthy_ip = summer[healthy]["status"]["podIP"]
     eventually(lambda: endpoint_ips(kubectl) == [healthy_ip], "the sick pod leaves the endpoints")
-    not_ready = get(kubectl, "endpoints", "echo")["subsets"][0].get("notReadyAddresses") or []
+    not_ready = get_json(kubectl, "endpoints", "echo")["subsets"][0].get("notReadyAddresses") or []
     assert [a["ip"] for a in not_ready] == [summer[sick]["status"]["podIP"]]
     lines = run_in_pod(kubectl, "client2", CURL_LOOP)
     hits = Counter(ln[4:] for ln in lines if ln.startswith("GOT "))

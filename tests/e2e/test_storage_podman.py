@@ -15,26 +15,18 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support import images
-from tests.support.server import Kubectl, Server, kubectl_binary, podman_server
+from tests.support.kube import PODMAN_E2E, apply, get_json, pod_manifest, sh_container
+from tests.support.server import Kubectl, Server, kubectl_for, podman_server
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.kubectl,
-    pytest.mark.skipif(not images.busybox_available(), reason="podman or busybox missing"),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
-    pytest.mark.timeout(300),
-]
-IMAGE = images.BUSYBOX_IMAGE
+pytestmark = [*PODMAN_E2E, pytest.mark.kubectl, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
@@ -44,27 +36,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("storage")
     with podman_server(base, pod_cidr=f"10.226.{r}.0/24", service_cidr=f"10.227.{r}.0/24") as srv:
         yield srv
-    flt = f"label=io.microkube.instance={srv.instance}"
-    left = subprocess.run(
-        ["podman", "ps", "-aq", "--filter", flt], capture_output=True, text=True, check=False
-    ).stdout.split()
-    assert left == []
 
 
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    d = tmp_path_factory.mktemp("kc")
-    binary = kubectl_binary("1.32")
-    assert binary is not None
-    return Kubectl(binary, server.kubeconfig(d), d / "home")
-
-
-def apply(kubectl: Kubectl, *objs: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
-
-
-def get(kubectl: Kubectl, *what: str) -> dict[str, Any]:
-    return dict(json.loads(kubectl("get", *what, "-o", "json").stdout))
+    return kubectl_for(server, tmp_path_factory)
 
 
 def wait_until(what: Callable[[], Any], timeout: float = 90, message: str = "") -> Any:
@@ -110,36 +86,27 @@ def claim_pod(
     src: dict[str, Any] = {"claimName": claim_name}
     if read_only:
         src["readOnly"] = True
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {
-                    "name": "c",
-                    "image": IMAGE,
-                    "imagePullPolicy": "Never",
-                    "command": ["sh", "-c", script + "; exec sleep 3600"],
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                }
-            ],
-            "volumes": [{"name": "data", "persistentVolumeClaim": src}],
-        },
-    }
+    return pod_manifest(
+        name, data_container(script), volumes=[{"name": "data", "persistentVolumeClaim": src}]
+    )
+
+
+def data_container(script: str) -> dict[str, Any]:
+    """Container ``c``: ``script`` with the volume ``data`` at /data, then sleep."""
+    mounts = [{"name": "data", "mountPath": "/data"}]
+    return sh_container("c", script + "; exec sleep 3600", volumeMounts=mounts)
 
 
 def test_claim_data_outlives_the_pod(kubectl: Kubectl, server: Server) -> None:
     apply(kubectl, claim("data"))
-    pvc = get(kubectl, "pvc", "data")
+    pvc = get_json(kubectl, "pvc", "data")
     assert pvc["status"]["phase"] == "Pending"  # WaitForFirstConsumer
     assert pvc["spec"]["storageClassName"] == "microkube-hostpath"
     assert pvc["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
 
     apply(kubectl, claim_pod("writer", "data", "echo first > /data/f; echo run >> /data/runs"))
     running(kubectl, "writer")
-    pvc = get(kubectl, "pvc", "data")
+    pvc = get_json(kubectl, "pvc", "data")
     assert pvc["status"]["phase"] == "Bound"
     assert pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"]
     table = kubectl("get", "pvc", "data").stdout.split("\n")
@@ -150,7 +117,7 @@ def test_claim_data_outlives_the_pod(kubectl: Kubectl, server: Server) -> None:
     assert table[1].split()[:6] == [
         "data", "Bound", pvc["spec"]["volumeName"], "64Mi", "RWO", "microkube-hostpath",
     ]  # fmt: skip
-    pv = get(kubectl, "pv", pvc["spec"]["volumeName"])
+    pv = get_json(kubectl, "pv", pvc["spec"]["volumeName"])
     host = Path(pv["spec"]["hostPath"]["path"])
     assert host.parent == server.state_dir / "volumes"
     assert kubectl("exec", "writer", "--", "cat", "/data/f").stdout == "first\n"
@@ -173,7 +140,7 @@ def test_claim_data_outlives_the_pod(kubectl: Kubectl, server: Server) -> None:
     # A claim in use is only removed once no pod uses it (pvc-protection).
     kubectl("delete", "pvc", "data", "--wait=false")
     time.sleep(1.5)
-    dying = get(kubectl, "pvc", "data")
+    dying = get_json(kubectl, "pvc", "data")
     assert dying["metadata"].get("deletionTimestamp")
     assert "Terminating" in kubectl("get", "pvc", "data").stdout
     assert kubectl("exec", "writer", "--", "cat", "/data/f").stdout == "first\n"
@@ -196,7 +163,7 @@ def test_missing_claim_keeps_the_pod_pending(kubectl: Kubectl) -> None:
     apply(kubectl, claim_pod("lonely", "nosuchclaim", "true"))
 
     def message() -> str:
-        pod = get(kubectl, "pod", "lonely")
+        pod = get_json(kubectl, "pod", "lonely")
         conds = pod.get("status", {}).get("conditions") or []
         return next((c.get("message", "") for c in conds if c["type"] == "PodScheduled"), "")
 
@@ -220,15 +187,7 @@ def test_statefulset_replicas_keep_their_data(kubectl: Kubectl) -> None:
                 "metadata": {"labels": {"app": "db"}},
                 "spec": {
                     "terminationGracePeriodSeconds": 1,
-                    "containers": [
-                        {
-                            "name": "c",
-                            "image": IMAGE,
-                            "imagePullPolicy": "Never",
-                            "command": ["sh", "-c", script + "; exec sleep 3600"],
-                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                        }
-                    ],
+                    "containers": [data_container(script)],
                 },
             },
             "volumeClaimTemplates": [
@@ -249,7 +208,7 @@ def test_statefulset_replicas_keep_their_data(kubectl: Kubectl) -> None:
         pod = running(kubectl, f"db-{i}")
         uids[i] = pod["metadata"]["uid"]
         assert kubectl("exec", f"db-{i}", "--", "cat", "/data/id").stdout == f"db-{i}\n"
-    pvcs = get(kubectl, "pvc", "data-db-0", "data-db-1")["items"]
+    pvcs = get_json(kubectl, "pvc", "data-db-0", "data-db-1")["items"]
     assert sorted(p["metadata"]["name"] for p in pvcs) == ["data-db-0", "data-db-1"]
     assert {p["status"]["phase"] for p in pvcs} == {"Bound"}
 
@@ -257,7 +216,7 @@ def test_statefulset_replicas_keep_their_data(kubectl: Kubectl) -> None:
     for i in range(2):
         wait_until(
             lambda i=i: (
-                get(kubectl, "pod", f"db-{i}")["metadata"]["uid"] != uids[i]
+                get_json(kubectl, "pod", f"db-{i}")["metadata"]["uid"] != uids[i]
                 if kubectl("get", "pod", f"db-{i}", check=False).returncode == 0
                 else None
             ),
@@ -272,10 +231,10 @@ def test_statefulset_replicas_keep_their_data(kubectl: Kubectl) -> None:
 def test_data_survives_a_microkube_restart(kubectl: Kubectl, server: Server) -> None:
     apply(kubectl, claim("keep"), claim_pod("keeper", "keep", "echo kept > /data/f"))
     running(kubectl, "keeper")
-    volume = get(kubectl, "pvc", "keep")["spec"]["volumeName"]
+    volume = get_json(kubectl, "pvc", "keep")["spec"]["volumeName"]
     server.stop()
     server.start(timeout=60)
-    assert get(kubectl, "pvc", "keep")["spec"]["volumeName"] == volume
+    assert get_json(kubectl, "pvc", "keep")["spec"]["volumeName"] == volume
     running(kubectl, "keeper")
     assert kubectl("exec", "keeper", "--", "cat", "/data/f").stdout == "kept\n"
     # A new pod after the restart mounts the same volume.

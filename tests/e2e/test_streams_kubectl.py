@@ -22,36 +22,12 @@ import pytest
 import yaml
 
 from tests.support import images
-from tests.support.server import Kubectl, Server, free_port, kubectl_binary, podman_server
+from tests.support.kube import PODMAN_E2E, pod_manifest, sh_container
+from tests.support.server import Kubectl, Server, free_port, kubectl_for, podman_server
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.kubectl,
-    pytest.mark.skipif(not images.busybox_available(), reason="podman or busybox missing"),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
-    pytest.mark.timeout(240),
-]
+pytestmark = [*PODMAN_E2E, pytest.mark.kubectl, pytest.mark.timeout(240)]
 IMAGE = images.BUSYBOX_IMAGE
 TICKER = 'echo hello; echo oops >&2; i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 1; done'
-
-
-def _container(name: str, script: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "image": IMAGE,
-        "imagePullPolicy": "Never",
-        "command": ["sh", "-c", script],
-        **extra,
-    }
-
-
-def _pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"containers": list(containers), "terminationGracePeriodSeconds": 1, **spec},
-    }
 
 
 @pytest.fixture(scope="module")
@@ -63,30 +39,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
 
 
-def _kubectl(server: Server, base: Path, version: str) -> Kubectl:
-    binary = kubectl_binary(version)
-    if binary is None:
-        pytest.skip(f"kubectl {version} missing")
-    return Kubectl(binary, server.kubeconfig(base), base / "home")
-
-
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return _kubectl(server, tmp_path_factory.mktemp("kc132"), "1.32")
+    return kubectl_for(server, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def kubectl127(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return _kubectl(server, tmp_path_factory.mktemp("kc127"), "1.27")
+    return kubectl_for(server, tmp_path_factory, "1.27")
 
 
 @pytest.fixture(scope="module")
 def pod(kubectl: Kubectl) -> str:
     """A running two-container pod: a ticker and a TCP server on 8080."""
-    obj = _pod(
+    obj = pod_manifest(
         "p",
-        _container("c", TICKER),
-        _container("srv", "nc -ll -p 8080 -e echo hi"),
+        sh_container("c", TICKER),
+        sh_container("srv", "nc -ll -p 8080 -e echo hi"),
     )
     kubectl("apply", "-f", "-", input=yaml.safe_dump(obj))
     kubectl("wait", "--for=condition=Ready", "pod/p", "--timeout=90s", timeout=100)
@@ -139,9 +108,9 @@ def test_logs_container_tail_timestamps_and_errors(kubectl: Kubectl, pod: str) -
 
 
 def test_logs_follow_ends_with_the_container(kubectl: Kubectl) -> None:
-    obj = _pod(
+    obj = pod_manifest(
         "fin",
-        _container("c", "for i in 1 2 3; do echo line $i; sleep 1; done"),
+        sh_container("c", "for i in 1 2 3; do echo line $i; sleep 1; done"),
         restartPolicy="Never",
     )
     kubectl("apply", "-f", "-", input=yaml.safe_dump(obj))
@@ -259,7 +228,7 @@ def test_run_interactive_feeds_stdin_and_returns_exit_code(
 
 
 def test_attach_to_a_running_container(kubectl: Kubectl) -> None:
-    obj = _pod("att", _container("c", 'while read l; do echo "got $l"; done', stdin=True))
+    obj = pod_manifest("att", sh_container("c", 'while read l; do echo "got $l"; done', stdin=True))
     kubectl("apply", "-f", "-", input=yaml.safe_dump(obj))
     kubectl("wait", "--for=condition=Ready", "pod/att", "--timeout=90s", timeout=100)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}

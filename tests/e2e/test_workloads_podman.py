@@ -25,17 +25,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support import images
-from tests.support.server import Kubectl, Server, kubectl_binary, podman_server
+from tests.support.kube import PODMAN_E2E, apply, get_json
+from tests.support.server import Kubectl, Server, kubectl_for, podman_server
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.skipif(not images.busybox_available(), reason="podman or busybox missing"),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
-    pytest.mark.timeout(300),
-]
+pytestmark = [*PODMAN_E2E, pytest.mark.timeout(300)]
 IMAGE = images.BUSYBOX_IMAGE
 IMAGE2 = "localhost/mk-busybox:v2"
 # PID 1 exits at once on SIGTERM, so rollouts do not wait for the grace period
@@ -62,27 +57,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             yield srv
     finally:
         _podman("rmi", IMAGE2)  # only the second name (the image stays while it has others)
-    flt = f"label=io.microkube.instance={srv.instance}"
-    left = _podman("ps", "-aq", "--filter", flt).split()
-    pods = _podman("pod", "ps", "-q", "--filter", flt).split()
-    nets = _podman("network", "ls", "-q", "--filter", f"name={srv.instance}-pods").split()
-    assert left == [] and pods == [] and nets == [], (left, pods, nets)
 
 
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    d = tmp_path_factory.mktemp("kc")
-    binary = kubectl_binary("1.32")
-    assert binary is not None
-    return Kubectl(binary, server.kubeconfig(d), d / "home")
-
-
-def apply(kubectl: Kubectl, *objs: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
-
-
-def get_json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
-    return dict(json.loads(kubectl("get", *args, "-o", "json").stdout))
+    return kubectl_for(server, tmp_path_factory)
 
 
 def eventually(

@@ -10,29 +10,23 @@ controller (named targetPort) and the proxy's ClusterIP DNAT all working.
 
 from __future__ import annotations
 
-import json
 import random
 import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from microkube.controllers.endpointset import node_address
 from tests.support import images
-from tests.support.server import Kubectl, Server, kubectl_binary, podman_server
+from tests.support.kube import PODMAN_E2E, apply, eventually, get_json, ready
+from tests.support.server import Kubectl, Server, kubectl_for, podman_server
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.skipif(not images.busybox_available(), reason="podman or busybox missing"),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
-    pytest.mark.timeout(240),
-]
+pytestmark = [*PODMAN_E2E, pytest.mark.timeout(240)]
 IMAGE = images.BUSYBOX_IMAGE
 R = random.randint(1, 254)
 
@@ -43,45 +37,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("e2e")
     with podman_server(base, pod_cidr=f"10.217.{R}.0/24", service_cidr=f"10.218.{R}.0/24") as srv:
         yield srv
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    assert f"ip {srv.instance}\n" not in tables + "\n"
 
 
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    d = tmp_path_factory.mktemp("kc")
-    binary = kubectl_binary("1.32")
-    assert binary is not None
-    return Kubectl(binary, server.kubeconfig(d), d / "home")
-
-
-def apply(kubectl: Kubectl, *objs: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
-
-
-def get(kubectl: Kubectl, kind: str, name: str, ns: str = "default") -> dict[str, Any]:
-    return dict(json.loads(kubectl("get", kind, name, "-n", ns, "-o", "json").stdout))
-
-
-def eventually(fn: Callable[[], Any], what: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as exc:  # noqa: BLE001 - keep polling
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: {last!r}")
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    return any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in pod.get("status", {}).get("conditions", [])
-    )
+    return kubectl_for(server, tmp_path_factory)
 
 
 def probe(cmd: str) -> dict[str, Any]:
@@ -178,16 +138,16 @@ def test_dns_and_service_proxy_from_pods_and_host(kubectl: Kubectl, server: Serv
         },
     )
     for name in ("web-a", "web-b"):
-        eventually(lambda n=name: ready(get(kubectl, "pod", n)), f"{name} ready")
+        eventually(lambda n=name: ready(get_json(kubectl, "pod", n)), f"{name} ready")
     eventually(
-        lambda: ready(get(kubectl, "pod", "client")), "client reaches web via DNS + ClusterIP"
+        lambda: ready(get_json(kubectl, "pod", "client")), "client reaches web via DNS + ClusterIP"
     )
 
-    svc = get(kubectl, "service", "web")
+    svc = get_json(kubectl, "service", "web")
     cluster_ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
-    ep = get(kubectl, "endpoints", "web")
+    ep = get_json(kubectl, "endpoints", "web")
     assert sorted(a["ip"] for a in ep["subsets"][0]["addresses"]) == sorted(
-        get(kubectl, "pod", n)["status"]["podIP"] for n in ("web-a", "web-b")
+        get_json(kubectl, "pod", n)["status"]["podIP"] for n in ("web-a", "web-b")
     )
     assert ep["subsets"][0]["ports"][0]["port"] == 8080
 

@@ -20,15 +20,16 @@ import pytest
 
 from tests.oci.test_kubectl_pull import CMD, FILES, logs, remove_host_images, wait_running
 from tests.support import oci_clients
+from tests.support.kube import NEEDS_KUBECTL
 from tests.support.oci_clients import Clients, clients  # noqa: F401 - fixture
-from tests.support.server import Kubectl, Server, free_port, kubectl_binary, podman_server
+from tests.support.server import Kubectl, Server, free_port, kubectl_for, podman_server
 
 pytestmark = [
     pytest.mark.podman,
     pytest.mark.skipif(
         not oci_clients.available("podman", "skopeo"), reason="needs podman, skopeo, busybox"
     ),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
+    NEEDS_KUBECTL,
     pytest.mark.timeout(300),
 ]
 
@@ -53,10 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
 
 @pytest.fixture(scope="module")
 def kubectl(server: tuple[Server, str], tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    d = tmp_path_factory.mktemp("kc")
-    binary = kubectl_binary("1.32")
-    assert binary is not None
-    return Kubectl(binary, server[0].kubeconfig(d), d / "home")
+    return kubectl_for(server[0], tmp_path_factory)
 
 
 def test_https_and_401(server: tuple[Server, str]) -> None:

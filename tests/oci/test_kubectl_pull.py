@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 
 from tests.support import oci_clients
+from tests.support.kube import NEEDS_KUBECTL
 from tests.support.oci_clients import Clients, clients  # noqa: F401 - fixture
-from tests.support.server import Kubectl, Server, free_port, kubectl_binary, podman_server
+from tests.support.server import Kubectl, Server, free_port, kubectl_for, podman_server
 
 pytestmark = [
     pytest.mark.podman,
     pytest.mark.skipif(not oci_clients.available("podman"), reason="needs podman and busybox"),
-    pytest.mark.skipif(kubectl_binary("1.32") is None, reason="kubectl 1.32 missing"),
+    NEEDS_KUBECTL,
     pytest.mark.timeout(300),
 ]
 
@@ -63,10 +64,7 @@ def remove_host_images(prefix: str) -> None:
 
 @pytest.fixture(scope="module")
 def kubectl(server: tuple[Server, int], tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    d = tmp_path_factory.mktemp("kc")
-    binary = kubectl_binary("1.32")
-    assert binary is not None
-    return Kubectl(binary, server[0].kubeconfig(d), d / "home")
+    return kubectl_for(server[0], tmp_path_factory)
 
 
 def wait_running(kubectl: Kubectl, selector: str, timeout: float = 120) -> dict:
