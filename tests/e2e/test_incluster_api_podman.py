@@ -23,7 +23,7 @@ import pytest
 
 from tests.support import images
 from tests.support.kube import NEEDS_CURL, PODMAN_E2E, apply
-from tests.support.server import Kubectl, Server, kubectl_for, podman_server
+from tests.support.server import Kubectl, Server, podman_server
 
 pytestmark = [*PODMAN_E2E, NEEDS_CURL, pytest.mark.kubectl, pytest.mark.timeout(240)]
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -37,11 +37,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("incluster")
     with podman_server(base, pod_cidr=f"10.226.{r}.0/24", service_cidr=f"10.227.{r}.0/24") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return kubectl_for(server, tmp_path_factory)
 
 
 def manifests() -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import pytest
 
 from tests.support import images
 from tests.support.kube import PODMAN_E2E, apply
-from tests.support.server import Kubectl, Server, free_port, kubectl_for, podman_server
+from tests.support.server import Kubectl, Server, free_port, podman_server
 
 pytestmark = [*PODMAN_E2E, pytest.mark.kubectl, pytest.mark.timeout(240)]
 IMAGE = images.BUSYBOX_IMAGE
@@ -39,11 +39,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("interactive")
     with podman_server(base, pod_cidr=f"10.228.{r}.0/24", service_cidr=f"10.229.{r}.0/24") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return kubectl_for(server, tmp_path_factory)
 
 
 class Terminal:

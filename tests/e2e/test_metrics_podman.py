@@ -18,7 +18,7 @@ import yaml
 
 from tests.support import images
 from tests.support.kube import PODMAN_E2E
-from tests.support.server import Kubectl, Server, kubectl_for, podman_server
+from tests.support.server import Kubectl, Server, podman_server
 
 pytestmark = [*PODMAN_E2E, pytest.mark.timeout(240)]
 
@@ -30,11 +30,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("metrics")
     with podman_server(base, pod_cidr=f"10.230.{r}.0/24", service_cidr=f"10.231.{r}.0/24") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return kubectl_for(server, tmp_path_factory)
 
 
 POD = {

@@ -39,7 +39,7 @@ from tests.support.kube import (
     ready,
     sh_container,
 )
-from tests.support.server import Kubectl, Server, free_port, kubectl_for, podman_server
+from tests.support.server import Kubectl, Server, free_port, podman_server
 
 pytestmark = [*PODMAN_E2E, pytest.mark.timeout(240)]
 IMAGE = images.BUSYBOX_IMAGE
@@ -70,11 +70,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, registry_port: int) -> Iter
         capture_output=True,
         check=False,
     )
-
-
-@pytest.fixture(scope="module")
-def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return kubectl_for(server, tmp_path_factory)
 
 
 def podman_env(server: Server) -> dict[str, str]:

@@ -23,7 +23,7 @@ import pytest
 
 from tests.support import images
 from tests.support.kube import PODMAN_E2E, apply, ready, wait_for
-from tests.support.server import Kubectl, Server, kubectl_for, podman_server
+from tests.support.server import Kubectl, Server, podman_server
 
 pytestmark = [*PODMAN_E2E, pytest.mark.timeout(240)]
 IMAGE = images.BUSYBOX_IMAGE
@@ -36,11 +36,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("e2e")
     with podman_server(base, pod_cidr=f"10.214.{r}.0/24", service_cidr=f"10.219.{r}.0/24") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return kubectl_for(server, tmp_path_factory)
 
 
 def probe(cmd: str) -> dict[str, Any]:

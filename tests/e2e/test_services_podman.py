@@ -32,7 +32,7 @@ import yaml
 from microkube.controllers.endpointset import node_address
 from tests.support import images
 from tests.support.kube import NEEDS_CURL, PODMAN_E2E, eventually, get_json, ready
-from tests.support.server import Kubectl, Server, kubectl_for, podman_server
+from tests.support.server import Kubectl, Server, podman_server
 
 pytestmark = [*PODMAN_E2E, NEEDS_CURL, pytest.mark.kubectl, pytest.mark.timeout(300)]
 R = random.randint(1, 199)  # 250+ are the benches'
@@ -47,11 +47,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("svc")
     with podman_server(base, pod_cidr=f"10.222.{R}.0/24", service_cidr=f"10.223.{R}.0/24") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return kubectl_for(server, tmp_path_factory)
 
 
 def replica_set(release: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import pytest
 
 from tests.support import images
 from tests.support.kube import PODMAN_E2E, apply, get_json, pod_manifest, sh_container
-from tests.support.server import Kubectl, Server, kubectl_for, podman_server
+from tests.support.server import Kubectl, Server, podman_server
 
 pytestmark = [*PODMAN_E2E, pytest.mark.kubectl, pytest.mark.timeout(300)]
 
@@ -36,11 +36,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("storage")
     with podman_server(base, pod_cidr=f"10.226.{r}.0/24", service_cidr=f"10.227.{r}.0/24") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return kubectl_for(server, tmp_path_factory)
 
 
 def wait_until(what: Callable[[], Any], timeout: float = 90, message: str = "") -> Any:

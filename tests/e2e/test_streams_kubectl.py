@@ -40,11 +40,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return kubectl_for(server, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def kubectl127(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     return kubectl_for(server, tmp_path_factory, "1.27")
 

@@ -28,7 +28,7 @@ import pytest
 
 from tests.support import images
 from tests.support.kube import PODMAN_E2E, apply, get_json
-from tests.support.server import Kubectl, Server, kubectl_for, podman_server
+from tests.support.server import Kubectl, Server, podman_server
 
 pytestmark = [*PODMAN_E2E, pytest.mark.timeout(300)]
 IMAGE = images.BUSYBOX_IMAGE
@@ -57,11 +57,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             yield srv
     finally:
         _podman("rmi", IMAGE2)  # only the second name (the image stays while it has others)
-
-
-@pytest.fixture(scope="module")
-def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return kubectl_for(server, tmp_path_factory)
 
 
 def eventually(
