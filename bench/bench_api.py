@@ -17,11 +17,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import sqlite3
 import ssl
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -147,7 +144,7 @@ def main() -> None:
         c.req("POST", "/api/v1/namespaces", {"metadata": {"name": "b"}})
         c.req("POST", "/api/v1/namespaces/b/configmaps", {"metadata": {"name": "g"}, "data": {"a": "b"}})
         get_lat, create_lat = [], []
-        for i in range(500):
+        for _ in range(500):
             t = time.perf_counter()
             c.req("GET", "/api/v1/namespaces/b/configmaps/g")
             get_lat.append(time.perf_counter() - t)
