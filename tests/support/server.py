@@ -176,8 +176,25 @@ def podman_server(
     finally:
         srv.stop()
         reset(srv)
+        if "--registry-port" in registry:
+            remove_registry_images(int(registry[registry.index("--registry-port") + 1]))
     left = leftovers(srv)
     assert not left, f"microkube reset left host resources of {srv.instance}: {left}"
+
+
+def remove_registry_images(port: int) -> None:
+    """Untag what the kubelet pulled from a test registry on ``port`` (the registry is gone).
+
+    microkube's Podman shares the host's image store, so without this every run
+    would leave ``localhost:<random port>/…`` images behind.
+    """
+    out = subprocess.run(
+        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    ).stdout.split()
+    mine = [ref for ref in out if ref.startswith((f"localhost:{port}/", f"127.0.0.1:{port}/"))]
+    if mine:
+        subprocess.run(["podman", "rmi", "-f", *mine], capture_output=True, timeout=120, check=False)
 
 
 def leftovers(srv: Server) -> dict[str, list[str]]:
