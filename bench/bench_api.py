@@ -139,35 +139,41 @@ def main() -> None:
         t0 = time.perf_counter()
         srv.start()
         cold = time.perf_counter() - t0
-        assert srv.proc is not None
-        time.sleep(2)
-        idle = rss_mb(srv.proc.pid)
-        c = Conn(srv)
-        c.req("POST", "/api/v1/namespaces", {"metadata": {"name": "b"}})
-        c.req("POST", "/api/v1/namespaces/b/configmaps", {"metadata": {"name": "g"}, "data": {"a": "b"}})
-        get_lat, create_lat = [], []
-        for _ in range(500):
-            t = time.perf_counter()
-            c.req("GET", "/api/v1/namespaces/b/configmaps/g")
-            get_lat.append(time.perf_counter() - t)
-        for i in range(300):
-            t = time.perf_counter()
-            c.req("POST", "/api/v1/namespaces/b/configmaps", {"metadata": {"name": f"l{i}"}})
-            create_lat.append(time.perf_counter() - t)
-        raw = raw_sqlite(base / "raw.db", 2000)
-        one = creates(srv, 1, 600, "b")
-        sixteen = creates(srv, 16, 80, "b")
-        w50, w99 = watch_latency(srv, 100, 50)
-        srv.stop()
-        print("microkube API benchmark (this machine, one run)")
-        print(f"  cold start to /readyz        {cold * 1000:8.0f} ms   (target <= 1000 ms; includes Python start-up)")
-        print(f"  idle RSS                     {idle:8.1f} MB   (target <= 80 MB)")
-        print(f"  GET    p50 / p99             {pct(get_lat, 50) * 1000:6.2f} / {pct(get_lat, 99) * 1000:6.2f} ms")
-        print(f"  CREATE p50 / p99             {pct(create_lat, 50) * 1000:6.2f} / {pct(create_lat, 99) * 1000:6.2f} ms")
-        print(f"  raw sqlite3 commit loop      {raw:8.0f} /s   (WAL, synchronous=FULL)")
-        print(f"  creates/s, 1 client          {one:8.0f} /s   ({one / raw * 100:.0f}% of raw)")
-        print(f"  creates/s, 16 clients        {sixteen:8.0f} /s   ({sixteen / raw * 100:.0f}% of raw)")
-        print(f"  watch delivery to 100 watchers p50 / p99  {w50:.2f} / {w99:.2f} ms  (target p99 <= 20 ms)")
+        try:
+            run_benches(srv, base, cold)
+        finally:
+            srv.stop()  # also when a step fails, so no server is left behind
+
+
+def run_benches(srv: Server, base: Path, cold: float) -> None:
+    assert srv.proc is not None
+    time.sleep(2)
+    idle = rss_mb(srv.proc.pid)
+    c = Conn(srv)
+    c.req("POST", "/api/v1/namespaces", {"metadata": {"name": "b"}})
+    c.req("POST", "/api/v1/namespaces/b/configmaps", {"metadata": {"name": "g"}, "data": {"a": "b"}})
+    get_lat, create_lat = [], []
+    for _ in range(500):
+        t = time.perf_counter()
+        c.req("GET", "/api/v1/namespaces/b/configmaps/g")
+        get_lat.append(time.perf_counter() - t)
+    for i in range(300):
+        t = time.perf_counter()
+        c.req("POST", "/api/v1/namespaces/b/configmaps", {"metadata": {"name": f"l{i}"}})
+        create_lat.append(time.perf_counter() - t)
+    raw = raw_sqlite(base / "raw.db", 2000)
+    one = creates(srv, 1, 600, "b")
+    sixteen = creates(srv, 16, 80, "b")
+    w50, w99 = watch_latency(srv, 100, 50)
+    print("microkube API benchmark (this machine, one run)")
+    print(f"  cold start to /readyz        {cold * 1000:8.0f} ms   (target <= 1000 ms; includes Python start-up)")
+    print(f"  idle RSS                     {idle:8.1f} MB   (target <= 80 MB)")
+    print(f"  GET    p50 / p99             {pct(get_lat, 50) * 1000:6.2f} / {pct(get_lat, 99) * 1000:6.2f} ms")
+    print(f"  CREATE p50 / p99             {pct(create_lat, 50) * 1000:6.2f} / {pct(create_lat, 99) * 1000:6.2f} ms")
+    print(f"  raw sqlite3 commit loop      {raw:8.0f} /s   (WAL, synchronous=FULL)")
+    print(f"  creates/s, 1 client          {one:8.0f} /s   ({one / raw * 100:.0f}% of raw)")
+    print(f"  creates/s, 16 clients        {sixteen:8.0f} /s   ({sixteen / raw * 100:.0f}% of raw)")
+    print(f"  watch delivery to 100 watchers p50 / p99  {w50:.2f} / {w99:.2f} ms  (target p99 <= 20 ms)")
 
 
 if __name__ == "__main__":
