@@ -13,7 +13,8 @@ How to write a controller
 2. In ``__init__`` (after ``super().__init__``), get informers from
    ``self.informers.for_resource(group, plural)`` and register handlers that
    only compute keys and call ``self.enqueue(obj)`` / ``self.queue.add(key)``.
-   Dependents usually map to their owner's key with :meth:`owner_key`.
+   Dependents usually map to their owner's key with :meth:`owner_key`;
+   :meth:`enqueue_changes` and :meth:`enqueue_owner_changes` wire the usual pair.
 3. Implement ``async def reconcile(self, key)``: read the *cache*
    (``informer.get(ns, name)``), compute the desired state, write through
    ``self.client`` (a :class:`~microkube.client.local.LocalClient`).  It must
@@ -43,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from microkube import errors
-from microkube.client.informer import InformerFactory, key_of, split_key
+from microkube.client.informer import Informer, InformerFactory, key_of, split_key
 from microkube.client.local import LocalClient
 from microkube.client.workqueue import ShutDown, WorkQueue
 
@@ -90,6 +91,20 @@ class Controller:
 
     def enqueue(self, obj: Obj) -> None:
         self.queue.add(key_of(obj))
+
+    def enqueue_changes(self, informer: Informer) -> None:
+        """Every add, update and delete of ``informer``'s objects queues that object."""
+        informer.add_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
+
+    def enqueue_owner_changes(self, informer: Informer, kind: str) -> None:
+        """Every add, update and delete of a dependent queues its controlling ``kind`` owner."""
+
+        def owner(obj: Obj) -> None:
+            key = self.owner_key(obj, kind)
+            if key is not None:
+                self.queue.add(key)
+
+        informer.add_handler(owner, lambda old, new: owner(new), owner)
 
     @staticmethod
     def owner_key(obj: Obj, kind: str) -> str | None:

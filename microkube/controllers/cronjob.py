@@ -98,17 +98,8 @@ class CronJobController(Controller):
         self.cj_rt = client.resource("batch", "cronjobs")
         self.job_rt = client.resource("batch", "jobs")
         self.recorder = events.EventRecorder(client, self.name, clock=clock)
-        informers.informer(self.cj_rt).add_handler(
-            self.enqueue, lambda old, new: self.enqueue(new), self.enqueue
-        )
-        informers.informer(self.job_rt).add_handler(
-            self._job_event, lambda old, new: self._job_event(new), self._job_event
-        )
-
-    def _job_event(self, job: dict[str, Any]) -> None:
-        key = self.owner_key(job, "CronJob")
-        if key is not None:
-            self.queue.add(key)
+        self.enqueue_changes(informers.informer(self.cj_rt))
+        self.enqueue_owner_changes(informers.informer(self.job_rt), "CronJob")
 
     async def reconcile(self, key: str) -> None:
         ns, name = split_key(key)

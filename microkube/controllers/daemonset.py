@@ -182,18 +182,11 @@ class DaemonSetController(Controller):
         self.node_rt = client.resource("", "nodes")
         self.recorder = events.EventRecorder(client, self.name, clock=clock)
         self.ds_informer = informers.informer(self.ds_rt)
-        self.ds_informer.add_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
-        informers.informer(self.pod_rt).add_handler(
-            self._pod_event, lambda old, new: self._pod_event(new), self._pod_event
-        )
+        self.enqueue_changes(self.ds_informer)
+        self.enqueue_owner_changes(informers.informer(self.pod_rt), "DaemonSet")
         informers.informer(self.node_rt).add_handler(
             self._all, lambda old, new: self._all(new), self._all
         )
-
-    def _pod_event(self, pod: dict[str, Any]) -> None:
-        key = self.owner_key(pod, "DaemonSet")
-        if key is not None:
-            self.queue.add(key)
 
     def _all(self, _node: dict[str, Any]) -> None:
         for key in self.ds_informer.keys():

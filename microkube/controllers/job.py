@@ -55,17 +55,8 @@ class JobController(Controller):
         self.job_rt = client.resource("batch", "jobs")
         self.pod_rt = client.resource("", "pods")
         self.recorder = events.EventRecorder(client, self.name, clock=clock)
-        informers.informer(self.job_rt).add_handler(
-            self.enqueue, lambda old, new: self.enqueue(new), self.enqueue
-        )
-        informers.informer(self.pod_rt).add_handler(
-            self._pod_event, lambda old, new: self._pod_event(new), self._pod_event
-        )
-
-    def _pod_event(self, pod: dict[str, Any]) -> None:
-        key = self.owner_key(pod, "Job")
-        if key is not None:
-            self.queue.add(key)
+        self.enqueue_changes(informers.informer(self.job_rt))
+        self.enqueue_owner_changes(informers.informer(self.pod_rt), "Job")
 
     async def reconcile(self, key: str) -> None:
         ns, name = split_key(key)

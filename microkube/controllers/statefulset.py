@@ -144,17 +144,8 @@ class StatefulSetController(Controller):
         self.pod_rt = client.resource("", "pods")
         self.pvc_rt = client.resource("", "persistentvolumeclaims")
         self.recorder = events.EventRecorder(client, self.name, clock=clock)
-        informers.informer(self.sts_rt).add_handler(
-            self.enqueue, lambda old, new: self.enqueue(new), self.enqueue
-        )
-        informers.informer(self.pod_rt).add_handler(
-            self._pod_event, lambda old, new: self._pod_event(new), self._pod_event
-        )
-
-    def _pod_event(self, pod: dict[str, Any]) -> None:
-        key = self.owner_key(pod, "StatefulSet")
-        if key is not None:
-            self.queue.add(key)
+        self.enqueue_changes(informers.informer(self.sts_rt))
+        self.enqueue_owner_changes(informers.informer(self.pod_rt), "StatefulSet")
 
     async def reconcile(self, key: str) -> None:
         ns, name = split_key(key)
