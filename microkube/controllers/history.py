@@ -24,22 +24,9 @@ from typing import Any
 from microkube import errors
 from microkube.client.local import LocalClient
 from microkube.objects import meta
+from microkube.objects.hashing import fnv32a, safe_encode
 
 REVISION_HASH_LABEL = "controller-revision-hash"
-_SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-
-
-def fnv32a(data: bytes) -> int:
-    h = 0x811C9DC5
-    for b in data:
-        h ^= b
-        h = (h * 0x01000193) & 0xFFFFFFFF
-    return h
-
-
-def safe_encode(text: str) -> str:
-    """apimachinery ``rand.SafeEncodeString``: no vowels, no ambiguous digits."""
-    return "".join(_SAFE_ALPHABET[ord(c) % len(_SAFE_ALPHABET)] for c in text)
 
 
 def compute_hash(data: Any, collision_count: int | None = None) -> str:

@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any
 
+from microkube.objects.hashing import fnv32a, safe_encode
+
 Obj = dict[str, Any]
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -36,23 +38,7 @@ RESUMED = "DeploymentResumed"
 MIN_AVAILABLE = "MinimumReplicasAvailable"
 MIN_UNAVAILABLE = "MinimumReplicasUnavailable"
 
-_SAFE_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
-
-
 # --- hashing ------------------------------------------------------------------------
-
-
-def fnv32a(data: bytes) -> int:
-    h = 0x811C9DC5
-    for b in data:
-        h ^= b
-        h = (h * 0x01000193) & 0xFFFFFFFF
-    return h
-
-
-def safe_encode(s: str) -> str:
-    """apimachinery rand.SafeEncodeString: no vowels, no look-alike characters."""
-    return "".join(_SAFE_ALPHANUMS[b % len(_SAFE_ALPHANUMS)] for b in s.encode())
 
 
 def compute_hash(template: Obj, collision_count: int | None) -> str:
