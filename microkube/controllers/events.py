@@ -12,6 +12,9 @@ does that job: a periodic sweep deleting Events whose last occurrence is older
 than the TTL.
 
 Recording never fails the caller: an event is advisory, so errors are logged.
+The kubelet, the scheduler and the storage controller record through the same
+recorder (:meth:`EventRecorder.for_registry`), with ``field_path`` naming the
+container an event is about (``spec.containers{web}``), as the kubelet does.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from microkube import errors
 from microkube.client.local import LocalClient
 from microkube.controllers.base import Clock, fmt_time, parse_time, utcnow
+
+if TYPE_CHECKING:
+    from microkube.resources.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,13 @@ class EventRecorder:
         # correlation key -> (namespace, name) of the Event holding it
         self._seen: dict[tuple[str, ...], tuple[str, str]] = {}
 
+    @classmethod
+    def for_registry(
+        cls, registry: Registry, component: str, *, clock: Clock | None = None, host: str = ""
+    ) -> EventRecorder:
+        """A recorder writing as ``component`` (its field manager too) straight to ``registry``."""
+        return cls(LocalClient(registry, field_manager=component), component, clock=clock, host=host)
+
     def _ref(self, obj: Obj) -> Obj:
         m = obj.get("metadata", {})
         ref = {
@@ -58,18 +71,24 @@ class EventRecorder:
         }
         return {k: v for k, v in ref.items() if v}
 
-    async def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+    async def event(
+        self, obj: Obj, type_: str, reason: str, message: str, *, field_path: str = ""
+    ) -> None:
         """Record ``reason``/``message`` about ``obj`` (``type_`` Normal or Warning)."""
         try:
-            await self._record(obj, type_, reason, message)
+            await self._record(obj, type_, reason, message, field_path)
         except Exception as exc:  # noqa: BLE001 - events are best effort
             log.debug("%s: could not record event %s: %s", self.component, reason, exc)
 
-    async def _record(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+    async def _record(
+        self, obj: Obj, type_: str, reason: str, message: str, field_path: str
+    ) -> None:
         ref = self._ref(obj)
+        if field_path:
+            ref["fieldPath"] = field_path
         ns = ref.get("namespace") or "default"
         key: tuple[str, ...] = (self.component, ref.get("kind", ""), ns, ref.get("name", ""))
-        key += (ref.get("uid", ""), type_, reason, message)
+        key += (ref.get("uid", ""), field_path, type_, reason, message)
         now = self.now()
         stamp = fmt_time(now)
         existing = self._seen.get(key)

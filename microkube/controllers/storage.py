@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from microkube import errors
-from microkube.kubelet import events
+from microkube.controllers import events
 from microkube.objects import meta
 from microkube.resources.registry import Registry
 from microkube.resources.types import ResourceType
@@ -156,7 +156,7 @@ class StorageController:
         self.pvs = _rt(reg, "", "persistentvolumes")
         self.pods = _rt(reg, "", "pods")
         self.classes = _rt(reg, "storage.k8s.io", "storageclasses")
-        self.recorder = events.Recorder(reg, _MANAGER)
+        self.recorder = events.EventRecorder.for_registry(reg, _MANAGER)
         self._pending_reason: dict[str, str] = {}  # claim uid -> last event reason
 
     async def sync(self) -> None:

@@ -44,8 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from microkube.controllers import events
 from microkube.kubelet import (
-    events,
     pleg,
     podstatus,
     prober,
@@ -106,7 +106,7 @@ class Kubelet(
         self.sandbox_check = sandbox_check
         self.pods_rt = registry.catalog.get("", "v1", "pods")
         self.nodes_rt = registry.catalog.get("", "v1", "nodes")
-        self.recorder = events.Recorder(registry, "kubelet", host=node_name, clock=self.now)
+        self.recorder = events.EventRecorder.for_registry(registry, "kubelet", host=node_name, clock=self.now)
         self.volumes = volumes.VolumeManager(
             registry, Path(state_dir) / "pods", tokens=tokens, ca_pem=ca_pem
         )

@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from microkube.kubelet import events, probes, starter
+from microkube.controllers import events
+from microkube.kubelet import probes, starter
 from microkube.kubelet import runtime as rt
 
 Obj = dict[str, Any]
@@ -25,7 +26,7 @@ Obj = dict[str, Any]
 
 class Prober:
     runtime: rt.ContainerRuntime
-    recorder: events.Recorder
+    recorder: events.EventRecorder
     waiting: dict[str, dict[str, tuple[str, str]]]
     trackers: dict[tuple[str, str, str, str], probes.ProbeTracker]
     resync: float

@@ -25,7 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from microkube.kubelet import containerspec, events, probes, pullsecrets, volumes
+from microkube.controllers import events
+from microkube.kubelet import containerspec, probes, pullsecrets, volumes
 from microkube.kubelet import runtime as rt
 from microkube.kubelet.backoff import Backoff
 
@@ -44,7 +45,7 @@ def field_path(name: str, init: bool) -> str:
 class ContainerStarter:
     registry: Any
     runtime: rt.ContainerRuntime
-    recorder: events.Recorder
+    recorder: events.EventRecorder
     volumes: volumes.VolumeManager
     pull_backoff: Backoff
     restart_backoff: Backoff

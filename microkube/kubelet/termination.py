@@ -21,7 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from microkube import errors
-from microkube.kubelet import events, podstatus, probes, starter, volumes
+from microkube.controllers import events
+from microkube.kubelet import podstatus, probes, starter, volumes
 from microkube.kubelet import runtime as rt
 from microkube.kubelet.backoff import Backoff
 from microkube.resources.registry import DeleteOptions
@@ -32,7 +33,7 @@ Obj = dict[str, Any]
 class Terminator:
     registry: Any
     runtime: rt.ContainerRuntime
-    recorder: events.Recorder
+    recorder: events.EventRecorder
     volumes: volumes.VolumeManager
     restart_backoff: Backoff
     pull_backoff: Backoff

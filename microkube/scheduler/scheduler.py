@@ -28,7 +28,7 @@ import logging
 from typing import Any
 
 from microkube import errors
-from microkube.kubelet import events
+from microkube.controllers import events
 from microkube.objects import meta
 from microkube.scheduler import binding, predicates, volumebinding
 
@@ -54,7 +54,7 @@ class Scheduler:
         self.pvcs_rt = registry.catalog.get("", "v1", "persistentvolumeclaims")
         self.pvs_rt = registry.catalog.get("", "v1", "persistentvolumes")
         self.classes_rt = registry.catalog.get("storage.k8s.io", "v1", "storageclasses")
-        self.recorder = events.Recorder(registry, name)
+        self.recorder = events.EventRecorder.for_registry(registry, name)
         self.pods: dict[str, Obj] = {}
         self.nodes: dict[str, Obj] = {}
         self._generation = 0  # bumped by cluster changes that may free room
