@@ -40,6 +40,8 @@ T = TypeVar("T")
 class PodmanRuntime(ContainerOps):
     """Real containers through a Podman API socket (see module docstring)."""
 
+    simulated_network = False
+
     def __init__(self, socket_path: str | Path, instance: str, *, max_threads: int = 8) -> None:
         self.instance = instance
         self.socket_path = Path(str(socket_path).removeprefix("unix://"))

@@ -158,9 +158,7 @@ async def run(
                 return True, ""
             text = (out + err).decode(errors="replace").strip()
             return False, text or f"command {cmd!r} exited with {code}"
-        if ("httpGet" in probe or "tcpSocket" in probe) and getattr(
-            runtime, "simulated_network", False
-        ):
+        if ("httpGet" in probe or "tcpSocket" in probe) and runtime.simulated_network:
             # Simulated pods have no network to probe (kwok treats such probes
             # as passing); they answer as the runtime's exec probes do.
             code, _, _ = await runtime.exec_sync(container_id, [], timeout)

@@ -268,6 +268,8 @@ class ExecSession(Protocol):
 @runtime_checkable
 class ContainerRuntime(Protocol):
     instance: str
+    #: No pod network exists (simulated pods): httpGet/tcpSocket probes answer like exec ones.
+    simulated_network: bool
 
     async def version(self) -> str: ...
     async def ensure_network(self, name: str, cidr: str, gateway: str) -> None: ...
