@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import make_kubectl, serve
-from tests.support.pods import ready_status, stand_in_kubelet
+from tests.support.pods import poll_until, ready_status, stand_in_kubelet
 from tests.support.server import Kubectl, Server
 
 pytestmark = pytest.mark.kubectl
@@ -70,13 +70,6 @@ def k(kubeconfig: Path, tmp_path: Path, fake_kubelet: None) -> Kubectl:
     return make_kubectl("1.32", kubeconfig, tmp_path / "home")
 
 
-def wait_for(pred, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-
-
 def get(k: Kubectl, *args: str) -> dict:
     return json.loads(k("get", *args, "-o", "json").stdout)
 
@@ -107,8 +100,8 @@ def test_cronjob_every_two_seconds_and_create_from(k: Kubectl) -> None:
         "--",
         "true",
     )
-    wait_for(lambda: get(k, "cronjob", "tick").get("status", {}).get("lastScheduleTime"), 15)
-    wait_for(lambda: get(k, "cronjob", "tick").get("status", {}).get("lastSuccessfulTime"), 15)
+    poll_until(lambda: get(k, "cronjob", "tick").get("status", {}).get("lastScheduleTime"), 15)
+    poll_until(lambda: get(k, "cronjob", "tick").get("status", {}).get("lastSuccessfulTime"), 15)
     jobs = [
         j
         for j in get(k, "jobs")["items"]
@@ -125,7 +118,7 @@ def test_cronjob_every_two_seconds_and_create_from(k: Kubectl) -> None:
     assert manual["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
     k("wait", "--for=condition=complete", "job/manual", "--timeout=30s")
     # history: at most 3 successful jobs are kept (successfulJobsHistoryLimit default)
-    wait_for(
+    poll_until(
         lambda: (
             sum(
                 1
@@ -179,7 +172,7 @@ def test_statefulset_ordered_pods_and_pvcs_survive(k: Kubectl) -> None:
     assert pvcs == ["data-web-0", "data-web-1", "data-web-2"]
     uid = by_name["web-1"]["metadata"]["uid"]
     k("delete", "pod", "web-1", "--wait=false")
-    wait_for(
+    poll_until(
         lambda: (
             (
                 p := next(
@@ -197,7 +190,7 @@ def test_statefulset_ordered_pods_and_pvcs_survive(k: Kubectl) -> None:
     )
     assert sorted(p["metadata"]["name"] for p in get(k, "pvc")["items"]) == pvcs
     k("scale", "statefulset", "web", "--replicas=1")
-    wait_for(lambda: len(get(k, "pods", "-l", "app=web")["items"]) == 1)
+    poll_until(lambda: len(get(k, "pods", "-l", "app=web")["items"]) == 1)
     assert sorted(p["metadata"]["name"] for p in get(k, "pvc")["items"]) == pvcs
     st = get(k, "statefulset", "web")["status"]
     assert st["currentRevision"] == st["updateRevision"]

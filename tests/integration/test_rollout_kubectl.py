@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import make_kubectl, serve
-from tests.support.pods import stand_in_kubelet
+from tests.support.pods import poll_until, stand_in_kubelet
 from tests.support.server import Kubectl, Server
 
 pytestmark = pytest.mark.kubectl
@@ -36,13 +36,6 @@ def fake_kubelet(server: Server) -> Iterator[None]:
 @pytest.fixture
 def k(kubeconfig: Path, tmp_path: Path, fake_kubelet: None) -> Kubectl:
     return make_kubectl("1.32", kubeconfig, tmp_path / "home")
-
-
-def wait_for(pred, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def pod_count(k: Kubectl, selector: str) -> int:
@@ -95,16 +88,16 @@ def test_rollout_lifecycle(k: Kubectl) -> None:
 
     k("scale", "deploy/web", "--replicas=5")
     k("rollout", "status", "deploy/web", "--timeout=30s")
-    wait_for(lambda: pod_count(k, "app=web") == 5)
+    poll_until(lambda: pod_count(k, "app=web") == 5)
     k("scale", "deploy/web", "--replicas=1")
     k("rollout", "status", "deploy/web", "--timeout=30s")
-    wait_for(lambda: pod_count(k, "app=web") == 1)
+    poll_until(lambda: pod_count(k, "app=web") == 1)
     events = k("get", "events", "--field-selector", "involvedObject.name=web").stdout
     assert "ScalingReplicaSet" in events
 
     k("delete", "deploy/web", "--timeout=30s")
-    wait_for(lambda: k("get", "rs", "-l", "app=web", "-o", "name").stdout.strip() == "")
-    wait_for(lambda: pod_count(k, "app=web") == 0)
+    poll_until(lambda: k("get", "rs", "-l", "app=web", "-o", "name").stdout.strip() == "")
+    poll_until(lambda: pod_count(k, "app=web") == 0)
 
 
 def test_delete_cascade_orphan_and_foreground(k: Kubectl) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -102,3 +103,11 @@ def stand_in_kubelet(
     finally:
         stop.set()
         t.join(5)
+
+
+def poll_until(pred: Callable[[], Any], timeout: float = 20.0) -> None:
+    """Poll ``pred`` every 0.1 s until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
