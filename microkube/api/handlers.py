@@ -71,10 +71,13 @@ def write_options(request: Request, *, subresource: str = "") -> WriteOptions:
         force=force == "true",
         subresource=subresource,
         field_validation=fv,
+        user=request.scope.get("microkube.user"),
     )
 
 
-def selectors(request: Request, rt: ResourceType) -> tuple[LabelSelector | None, FieldSelector | None]:
+def selectors(
+    request: Request, rt: ResourceType
+) -> tuple[LabelSelector | None, FieldSelector | None]:
     q = request.query_params
     ls = LabelSelector.parse(q["labelSelector"]) if q.get("labelSelector") else None
     fs = None
@@ -84,7 +87,9 @@ def selectors(request: Request, rt: ResourceType) -> tuple[LabelSelector | None,
     return ls, fs
 
 
-def _finish(request: Request, obj: Any, status: int, opts: WriteOptions | None = None) -> Response:
+def _finish(
+    request: Request, obj: Any, status: int, opts: WriteOptions | DeleteOptions | None = None
+) -> Response:
     resp = negotiation.respond(request, obj, status)
     if opts is not None:
         for w in opts.warnings:
@@ -163,7 +168,7 @@ async def resource_request(request: Request, ctx: ApiContext, info: RequestInfo)
     if verb == "delete":
         dopts = await delete_options(request, ctx)
         obj, now = await reg.delete(rt, ns, info.name, dopts)
-        return negotiation.respond(request, obj, 200 if now else 202)
+        return _finish(request, obj, 200 if now else 202, dopts)
     if verb == "deletecollection":
         dopts = await delete_options(request, ctx)
         ls, fs = selectors(request, rt)
@@ -176,7 +181,7 @@ async def resource_request(request: Request, ctx: ApiContext, info: RequestInfo)
             "metadata": {"resourceVersion": str(ctx.registry.store.revision)},
             "items": items,
         }
-        return negotiation.respond(request, body)
+        return _finish(request, body, 200, dopts)
     raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
 
 
@@ -217,7 +222,9 @@ async def delete_options(request: Request, ctx: ApiContext) -> DeleteOptions:
         negotiation.pop_duplicates(decoded)
         body = decoded
     q = dict(request.query_params)
-    return DeleteOptions.from_body(body, q)
+    opts = DeleteOptions.from_body(body, q)
+    opts.user = request.scope.get("microkube.user")
+    return opts
 
 
 def list_response(request: Request, ctx: ApiContext, rt: ResourceType, ns: str | None) -> Response:

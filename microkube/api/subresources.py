@@ -44,10 +44,43 @@ async def handle(
     if sub in ("log", "exec", "attach", "portforward"):
         if ctx.pod_streams is None:
             raise errors.ServiceUnavailable(f"pods/{sub} is not available: no kubelet is running")
+        if sub != "log":
+            await ctx.registry.admit_connect(
+                rt,
+                info.namespace,
+                info.name,
+                sub,
+                _connect_options(sub, request),
+                request.scope.get("microkube.user"),
+            )
         return await ctx.pod_streams.handle(request, info, rt)
     if sub == "ephemeralcontainers":
         return await _main_like(request, ctx, info, rt)
     raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+
+
+_CONNECT_KINDS = {
+    "exec": "PodExecOptions",
+    "attach": "PodAttachOptions",
+    "portforward": "PodPortForwardOptions",
+}
+_CONNECT_BOOLS = ("stdin", "stdout", "stderr", "tty")
+
+
+def _connect_options(sub: str, request: Request) -> dict[str, Any]:
+    """The connect options object AdmissionReview carries for a CONNECT (from the query)."""
+    q = request.query_params
+    out: dict[str, Any] = {"kind": _CONNECT_KINDS[sub], "apiVersion": "v1"}
+    for b in _CONNECT_BOOLS:
+        if b in q:
+            out[b] = q[b] in ("true", "1")
+    if q.get("container"):
+        out["container"] = q["container"]
+    if sub == "exec" and q.getlist("command"):
+        out["command"] = q.getlist("command")
+    if sub == "portforward" and q.getlist("ports"):
+        out["ports"] = [int(p) for p in q.getlist("ports") if p.isdigit()]
+    return out
 
 
 async def _main_like(
@@ -177,7 +210,9 @@ async def eviction(
     from microkube.api import disruption
 
     disruption.check_eviction(ctx.registry, info.namespace, info.name)
-    await ctx.registry.delete(rt, info.namespace, info.name, DeleteOptions.from_body(opts_body, {}))
+    dopts = DeleteOptions.from_body(opts_body, {})
+    dopts.user = request.scope.get("microkube.user")
+    await ctx.registry.delete(rt, info.namespace, info.name, dopts)
     return negotiation.respond(
         request,
         {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},

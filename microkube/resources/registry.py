@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from microkube import errors
+from microkube.admission import attributes as admission_attrs
+from microkube.admission.chain import Chain
 from microkube.objects import meta
 from microkube.objects.selectors import FieldSelector, LabelSelector, object_fields
 from microkube.resources import conversion
@@ -61,6 +63,8 @@ class WriteOptions:
     duplicate_fields: list[str] = field(default_factory=list)
     #: Warnings for the client (``Warning: 299`` headers), filled by the write.
     warnings: list[str] = field(default_factory=list)
+    #: The requesting user (admission's userInfo); None for in-process writers.
+    user: admission_attrs.UserInfo | None = None
 
 
 @dataclass
@@ -70,6 +74,10 @@ class DeleteOptions:
     preconditions: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
     orphan_dependents: bool | None = None
+    #: The requesting user (admission's userInfo); None for in-process writers.
+    user: admission_attrs.UserInfo | None = None
+    #: Warnings for the client (``Warning: 299`` headers), filled by admission.
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def from_body(cls, body: dict[str, Any] | None, query: dict[str, str]) -> DeleteOptions:
@@ -126,6 +134,8 @@ class Registry:
         #: objects with ``get``/``list`` like :class:`~microkube.resources.metrics.ResourceMetrics`.
         self.virtual: dict[tuple[str, str], Any] = {}
         self._type_schema: Any = None
+        #: The admission chain every write passes (plugins added by the composition root).
+        self.admission = Chain()
 
     # --- lookup ------------------------------------------------------------
 
@@ -281,9 +291,12 @@ class Registry:
         m["creationTimestamp"] = meta.now()
         strategy.default(obj)
         strategy.prepare_for_create(obj, self)
+        attrs = self._attributes(rt, "CREATE", obj, None, opts)
+        await self._admit(strategy, attrs)
         self._update_managed_fields(rt, None, obj, opts, "Update")
         self._validate(rt, strategy, obj, None)
         self._check_size(rt, obj)
+        await self._admit_validate(attrs, opts)
         if opts.dry_run:
             return self._present(rt, obj)
         try:
@@ -299,6 +312,87 @@ class Registry:
         out = self._present(rt, kv.value)
         await strategy.after_create(out, self)
         return out
+
+    # --- admission ---------------------------------------------------------
+
+    def _attributes(
+        self,
+        rt: ResourceType,
+        operation: admission_attrs.Operation,
+        obj: dict[str, Any] | None,
+        old: dict[str, Any] | None,
+        opts: WriteOptions | DeleteOptions,
+        *,
+        subresource: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> admission_attrs.Attributes:
+        m = (obj if obj is not None else old or {}).get("metadata") or {}
+        if options is None:
+            options = _options_object(operation, opts)
+        return admission_attrs.Attributes(
+            kind=admission_attrs.GroupVersionKind(rt.group, rt.version, rt.kind),
+            resource=admission_attrs.GroupVersionResource(rt.group, rt.version, rt.plural),
+            subresource=(
+                subresource
+                if subresource is not None
+                else getattr(opts, "subresource", "").split("/")[0]
+            ),
+            operation=operation,
+            namespace=namespace if namespace is not None else m.get("namespace", ""),
+            name=name if name is not None else m.get("name", ""),
+            object=obj,
+            old_object=old,
+            user_info=opts.user or admission_attrs.LOOPBACK_USER,
+            dry_run=opts.dry_run,
+            options=options,
+            namespaced=rt.namespaced,
+        )
+
+    async def _admit(self, strategy: Strategy, attrs: admission_attrs.Attributes) -> None:
+        """The mutating phase; what plugins changed is defaulted again (as upstream decodes)."""
+        if not self.admission.plugins:
+            return
+        await self.admission.mutate(attrs)
+        if attrs.object is not None:
+            strategy.default(attrs.object)
+
+    async def _admit_validate(
+        self, attrs: admission_attrs.Attributes, opts: WriteOptions | DeleteOptions
+    ) -> None:
+        if not self.admission.plugins:
+            return
+        await self.admission.validate(attrs)
+        opts.warnings.extend(attrs.warnings)
+
+    async def admit_connect(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        subresource: str,
+        options: dict[str, Any],
+        user: admission_attrs.UserInfo | None,
+    ) -> builtins.list[str]:
+        """CONNECT admission (exec, attach, portforward, proxy); returns the warnings."""
+        if not self.admission.plugins:
+            return []
+        opts = WriteOptions(user=user)
+        attrs = self._attributes(
+            rt,
+            "CONNECT",
+            options,
+            None,
+            opts,
+            subresource=subresource,
+            namespace=namespace,
+            name=name,
+            options=options,
+        )
+        await self.admission.mutate(attrs)
+        await self.admission.validate(attrs)
+        return attrs.warnings
 
     def _check_type(self, rt: ResourceType, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, dict):
@@ -529,10 +623,20 @@ class Registry:
         else:
             strategy.default(obj)
             strategy.prepare_for_update(obj, old, self)
+        attrs = self._attributes(rt, "UPDATE", obj, old, opts)
+        await self._admit(strategy, attrs)
+        m = obj["metadata"]
+        for f in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            # Admission may not change what the client may not change either.
+            if f in old["metadata"]:
+                m[f] = old["metadata"][f]
+            else:
+                m.pop(f, None)
         if operation != "Apply":
             self._update_managed_fields(rt, old, obj, opts, operation)
         self._validate(rt, strategy, obj, old)
         self._check_size(rt, obj)
+        await self._admit_validate(attrs, opts)
         if (
             m.get("deletionTimestamp")
             and not m.get("finalizers")
@@ -717,7 +821,13 @@ class Registry:
             new["metadata"]["namespace"] = namespace
         if kv is None:
             created_opts = WriteOptions(
-                opts.dry_run, opts.field_manager, opts.user_agent, opts.force, opts.subresource
+                opts.dry_run,
+                opts.field_manager,
+                opts.user_agent,
+                opts.force,
+                opts.subresource,
+                warnings=opts.warnings,
+                user=opts.user,
             )
             mf = new["metadata"].get("managedFields")
             out = await self._create_with_fields(rt, namespace, new, created_opts, mf)
@@ -746,8 +856,11 @@ class Registry:
         strategy.prepare_for_create(obj, self)
         if mf:
             m["managedFields"] = mf
+        attrs = self._attributes(rt, "CREATE", obj, None, opts)
+        await self._admit(strategy, attrs)
         self._validate(rt, strategy, obj, None)
         self._check_size(rt, obj)
+        await self._admit_validate(attrs, opts)
         if opts.dry_run:
             return self._present(rt, obj)
         try:
@@ -769,9 +882,15 @@ class Registry:
     ) -> tuple[dict[str, Any], bool]:
         """Returns (object, deleted_now). Not deleted now means 202 with the object."""
         opts = opts or DeleteOptions()
-        for _ in range(10):
+        for attempt in range(10):
             kv = self.get_kv(rt, namespace, name)
             obj = self._present(rt, kv.value)
+            if attempt == 0 and self.admission.plugins:
+                # Mirrors the store's deleteValidation: both phases, the stored object as old.
+                attrs = self._attributes(rt, "DELETE", None, copy.deepcopy(obj), opts)
+                await self.admission.mutate(attrs)
+                await self.admission.validate(attrs)
+                opts.warnings.extend(attrs.warnings)
             m = obj["metadata"]
             pre = opts.preconditions
             if pre.get("uid") and pre["uid"] != m.get("uid"):
@@ -989,6 +1108,27 @@ class Registry:
         if prev_match:
             return [("DELETED", obj)]
         return []
+
+
+def _options_object(
+    operation: admission_attrs.Operation, opts: WriteOptions | DeleteOptions
+) -> dict[str, Any]:
+    """CreateOptions / UpdateOptions / DeleteOptions as AdmissionReview's ``options``."""
+    kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions"}.get(operation, "DeleteOptions")
+    out: dict[str, Any] = {"kind": kind, "apiVersion": "meta.k8s.io/v1"}
+    if opts.dry_run:
+        out["dryRun"] = ["All"]
+    if isinstance(opts, WriteOptions):
+        if opts.field_manager:
+            out["fieldManager"] = opts.field_manager
+        if opts.field_validation:
+            out["fieldValidation"] = opts.field_validation
+    else:
+        if opts.propagation_policy:
+            out["propagationPolicy"] = opts.propagation_policy
+        if opts.grace_period_seconds is not None:
+            out["gracePeriodSeconds"] = opts.grace_period_seconds
+    return out
 
 
 class _StoreRace(Exception):
