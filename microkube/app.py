@@ -106,6 +106,9 @@ async def start(settings: Settings) -> Cluster:
 
     registry.services["service-allocator"] = allocators.ServiceAllocator(registry, settings.network)
     await bootstrap.ensure(registry, settings)
+    from microkube.admission import webhooks
+
+    webhooks.install(registry, fail_open=webhooks.event_recorder(registry))
     from microkube.auth import bootstrap_rbac, rbac, users
     from microkube.controllers import crd
 

@@ -63,10 +63,14 @@ class Chain:
     def get(self, name: str) -> Plugin | None:
         return next((p for p in self._plugins if p.name == name), None)
 
-    async def mutate(self, attrs: Attributes) -> None:
+    async def mutate(self, attrs: Attributes) -> bool:
+        """Run the mutating plugins in order; whether any of them handled the request."""
+        ran = False
         for p in self._mutators:
             if p.handles(attrs):
+                ran = True
                 await p.mutate(attrs)
+        return ran
 
     async def validate(self, attrs: Attributes) -> None:
         for p in self._validators:

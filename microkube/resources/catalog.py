@@ -241,6 +241,23 @@ BUILTIN: tuple[ResourceType, ...] = (
         short_names=("ev",),
         definition="io.k8s.api.events.v1.Event",
     ),
+    # admissionregistration.k8s.io/v1 (the webhook admission plugins read these)
+    R(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        namespaced=False,
+        definition="io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration",
+    ),
+    R(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        namespaced=False,
+        definition="io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration",
+    ),
     # coordination.k8s.io/v1
     R(
         "coordination.k8s.io",
@@ -434,6 +451,7 @@ GROUP_ORDER = (
     "scheduling.k8s.io",
     "coordination.k8s.io",
     "discovery.k8s.io",
+    "admissionregistration.k8s.io",
 )
 
 

@@ -682,6 +682,17 @@ def _lease_row(o: Obj, now: datetime) -> Cells:
     return [_name(o), _get(o, "spec", "holderIdentity", default=""), _created(o, now)]
 
 
+def _webhookconfiguration_row(o: Obj, now: datetime) -> Cells:
+    return [_name(o), len(o.get("webhooks") or []), _created(o, now)]
+
+
+_WEBHOOK_COLS = [
+    NAME,
+    _col("Webhooks", "integer", "Webhooks indicates the number of webhooks."),
+    AGE,
+]
+
+
 def _created_at(o: Obj) -> str:
     t = parse_time(_get(o, "metadata", "creationTimestamp"))
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else ""
@@ -1232,6 +1243,14 @@ PRINTERS: dict[tuple[str, str], tuple[list[Obj], RowFn]] = {
             AGE,
         ],
         _lease_row,
+    ),
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"): (
+        _WEBHOOK_COLS,
+        _webhookconfiguration_row,
+    ),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): (
+        _WEBHOOK_COLS,
+        _webhookconfiguration_row,
     ),
     ("rbac.authorization.k8s.io", "Role"): ([NAME, CREATED_AT], _role_row),
     ("rbac.authorization.k8s.io", "ClusterRole"): ([NAME, CREATED_AT], _role_row),

@@ -354,8 +354,7 @@ class Registry:
         """The mutating phase; what plugins changed is defaulted again (as upstream decodes)."""
         if not self.admission.plugins:
             return
-        await self.admission.mutate(attrs)
-        if attrs.object is not None:
+        if await self.admission.mutate(attrs) and attrs.object is not None:
             strategy.default(attrs.object)
 
     async def _admit_validate(
@@ -660,7 +659,9 @@ class Registry:
             raise self._conflict(rt, m["name"]) from exc
         except errors.NotFound as exc:
             raise self._not_found(rt, m["name"]) from exc
-        return self._present(rt, new_kv.value)
+        out = self._present(rt, new_kv.value)
+        await strategy.after_update(out, self)
+        return out
 
     @staticmethod
     def _graceful_pending(rt: ResourceType, obj: dict[str, Any]) -> bool:

@@ -124,6 +124,9 @@ class Strategy:
     async def after_delete(self, obj: dict[str, Any], reg: Registry) -> None:
         """Side effects once removed (e.g. releasing allocations)."""
 
+    async def after_update(self, obj: dict[str, Any], reg: Registry) -> None:
+        """Side effects once an update is stored (e.g. dropping a cache)."""
+
 
 def validate_metadata(
     obj: dict[str, Any], strategy: Strategy, *, namespaced: bool
