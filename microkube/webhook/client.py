@@ -10,6 +10,7 @@ import asyncio
 import json
 import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -79,9 +80,9 @@ class WebhookClient:
                 f'failed to call webhook: Post "{t.url}": context deadline exceeded'
             ) from exc
         except httpx.ConnectError as exc:
-            raise CallError(f'failed to call webhook: Post "{t.url}": {_reason(exc)}') from exc
+            raise CallError(f'failed to call webhook: Post "{t.url}": {_reason(exc, t)}') from exc
         except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
-            raise CallError(f'failed to call webhook: Post "{t.url}": {_reason(exc)}') from exc
+            raise CallError(f'failed to call webhook: Post "{t.url}": {_reason(exc, t)}') from exc
         if resp.status_code < 200 or resp.status_code >= 300:
             raise CallError(
                 f"received invalid webhook response: expected response code 200, got {resp.status_code}"
@@ -106,17 +107,18 @@ class WebhookClient:
                 pass  # its event loop is gone
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, t: resolve.Target) -> str:
+    addr = urlsplit(t.dial_url).netloc
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return f"tls: failed to verify certificate: {cause.verify_message}"
         if isinstance(cause, ConnectionRefusedError):
-            return "dial tcp: connect: connection refused"
+            return f"dial tcp {addr}: connect: connection refused"
         cause = cause.__cause__ or cause.__context__
     text = str(exc) or type(exc).__name__
     if "refused" in text.lower():
-        return "dial tcp: connect: connection refused"
+        return f"dial tcp {addr}: connect: connection refused"
     return text
 
 
