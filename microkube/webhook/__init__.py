@@ -7,7 +7,7 @@ an HTTPS POST of a JSON body that returns a JSON body::
     clientConfig ─► resolve.Target (URL shown in errors, address dialled,
                     │                 TLS server name <svc>.<ns>.svc)
                     ▼
-    client.WebhookClient.post ─► httpx.AsyncClient (one per caBundle, kept alive)
+    client.WebhookClient.post ─► transport.Pool (asyncio streams, kept alive)
 
 Nothing here blocks the event loop; every call is bounded by its timeout.
 Failures raise :class:`client.CallError` whose message is upstream's

@@ -1,7 +1,8 @@
 """POST a JSON body to a webhook and read a JSON answer, bounded by a timeout.
 
-One ``httpx.AsyncClient`` per (event loop, caBundle) keeps connections alive,
-so a webhook on loopback costs a request, not a TLS handshake, per call.
+Connections are kept alive per (event loop, address, server name, caBundle)
+(:mod:`microkube.webhook.transport`), so a webhook on loopback costs a
+request, not a TLS handshake, per call.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
-from microkube.webhook import resolve, tls
+from microkube.webhook import resolve, tls, transport
 
 
 class CallError(Exception):
@@ -32,19 +31,14 @@ class WebhookClient:
     ) -> None:
         self.lookup = lookup
         self.use_cluster_ip = use_cluster_ip
-        self._clients: dict[tuple[int, bytes], httpx.AsyncClient] = {}
+        self._pools: dict[int, transport.Pool] = {}
 
-    def _client(self, ca_pem: bytes) -> httpx.AsyncClient:
-        key = (id(asyncio.get_running_loop()), ca_pem)
-        c = self._clients.get(key)
-        if c is None:
-            c = httpx.AsyncClient(
-                verify=tls.context_for(ca_pem),
-                limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=30),
-                trust_env=False,
-            )
-            self._clients[key] = c
-        return c
+    def _pool(self) -> transport.Pool:
+        key = id(asyncio.get_running_loop())
+        p = self._pools.get(key)
+        if p is None:
+            p = self._pools[key] = transport.Pool()
+        return p
 
     async def post(
         self, config: dict[str, Any], body: dict[str, Any], *, timeout_seconds: float
@@ -59,52 +53,54 @@ class WebhookClient:
         except resolve.ResolveError as exc:
             raise CallError(f"failed to call webhook: {exc}") from exc
         try:
-            ca = tls.decode_ca_bundle(config.get("caBundle"))
-            client = self._client(ca)
+            ctx = tls.context_for(tls.decode_ca_bundle(config.get("caBundle")))
         except tls.BadCABundle as exc:
             raise CallError(f"failed to call webhook: {exc}") from exc
+        dial = urlsplit(t.dial_url)
+        host = dial.hostname or ""
+        port = dial.port or 443
+        target = dial.path or "/"
+        if dial.query:
+            target += "?" + dial.query
         payload = json.dumps(body, separators=(",", ":")).encode()
         headers = {
+            "host": t.host_header,
             "content-type": "application/json",
             "accept": "application/json, */*",
-            "host": t.host_header,
+            "user-agent": "microkube-apiserver",
         }
-        ext = {"sni_hostname": t.server_name}
         try:
             async with asyncio.timeout(timeout):
-                resp = await client.post(
-                    t.dial_url, content=payload, headers=headers, extensions=ext, timeout=timeout
+                resp = await self._pool().post(
+                    host, port, target, headers, payload, ssl_context=ctx, server_name=t.server_name
                 )
-        except (TimeoutError, httpx.TimeoutException) as exc:
+        except TimeoutError as exc:
             raise CallError(
                 f'failed to call webhook: Post "{t.url}": context deadline exceeded'
             ) from exc
-        except httpx.ConnectError as exc:
+        except (transport.ProtocolError, ssl.SSLError, OSError, asyncio.IncompleteReadError) as exc:
             raise CallError(f'failed to call webhook: Post "{t.url}": {_reason(exc, t)}') from exc
-        except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
-            raise CallError(f'failed to call webhook: Post "{t.url}": {_reason(exc, t)}') from exc
-        if resp.status_code < 200 or resp.status_code >= 300:
+        if resp.status < 200 or resp.status >= 300:
             raise CallError(
-                f"received invalid webhook response: expected response code 200, got {resp.status_code}"
-                if resp.status_code < 400
-                else f"failed to call webhook: the server responded with status {resp.status_code}: "
-                f"{resp.text[:256]}"
+                f"received invalid webhook response: expected response code 200, got {resp.status}"
+                if resp.status < 400
+                else f"failed to call webhook: the server responded with status {resp.status}: "
+                f"{resp.body[:256].decode('utf-8', 'replace')}"
             )
         try:
-            out = json.loads(resp.content)
+            out = json.loads(resp.body)
         except ValueError as exc:
-            raise CallError(f"received invalid webhook response: {_json_reason(exc)}") from exc
+            raise CallError(
+                f"received invalid webhook response: couldn't get version/kind; json parse error: {exc}"
+            ) from exc
         if not isinstance(out, dict):
             raise CallError("received invalid webhook response: response is not a JSON object")
         return out
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for c in clients:
-            try:
-                await c.aclose()
-            except RuntimeError:
-                pass  # its event loop is gone
+        pools, self._pools = list(self._pools.values()), {}
+        for p in pools:
+            await p.aclose()
 
 
 def _reason(exc: BaseException, t: resolve.Target) -> str:
@@ -116,11 +112,4 @@ def _reason(exc: BaseException, t: resolve.Target) -> str:
         if isinstance(cause, ConnectionRefusedError):
             return f"dial tcp {addr}: connect: connection refused"
         cause = cause.__cause__ or cause.__context__
-    text = str(exc) or type(exc).__name__
-    if "refused" in text.lower():
-        return f"dial tcp {addr}: connect: connection refused"
-    return text
-
-
-def _json_reason(exc: ValueError) -> str:
-    return f"couldn't get version/kind; json parse error: {exc}"
+    return str(exc) or type(exc).__name__
