@@ -9,6 +9,7 @@ APT_PACKAGES=(
   podman runc conmon netavark aardvark-dns catatonit slirp4netns uidmap fuse-overlayfs  # the kubelet's runtime
   nftables iptables conntrack iproute2  # the service proxy
   skopeo buildah busybox-static         # registry tests (real push clients) and offline test images
+  socat                                 # a TLS admission webhook inside a test pod (tests/e2e/test_webhooks_podman.py)
   curl ca-certificates git
 )
 missing=()
