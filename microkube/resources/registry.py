@@ -292,7 +292,7 @@ class Registry:
         strategy.default(obj)
         strategy.prepare_for_create(obj, self)
         attrs = self._attributes(rt, "CREATE", obj, None, opts)
-        await self._admit(strategy, attrs)
+        m = await self._admit_create(rt, strategy, attrs, m)
         self._update_managed_fields(rt, None, obj, opts, "Update")
         self._validate(rt, strategy, obj, None)
         self._check_size(rt, obj)
@@ -356,6 +356,32 @@ class Registry:
             return
         if await self.admission.mutate(attrs) and attrs.object is not None:
             strategy.default(attrs.object)
+
+    async def _admit_create(
+        self,
+        rt: ResourceType,
+        strategy: Strategy,
+        attrs: admission_attrs.Attributes,
+        before: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The mutating phase of a create; admission may not rename or move the object."""
+        pinned = {f: before.get(f) for f in ("name", "namespace", "uid", "creationTimestamp")}
+        await self._admit(strategy, attrs)
+        assert attrs.object is not None
+        m = meta.meta(attrs.object)
+        for f in ("name", "namespace"):
+            if m.get(f) != pinned[f]:
+                raise errors.invalid(
+                    rt.kind,
+                    str(pinned["name"] or ""),
+                    [errors.immutable(f"metadata.{f}")],
+                    group=rt.group,
+                )
+        for f in ("uid", "creationTimestamp"):
+            m[f] = pinned[f]
+        if not rt.namespaced:
+            m.pop("namespace", None)
+        return m
 
     async def _admit_validate(
         self, attrs: admission_attrs.Attributes, opts: WriteOptions | DeleteOptions
@@ -858,7 +884,7 @@ class Registry:
         if mf:
             m["managedFields"] = mf
         attrs = self._attributes(rt, "CREATE", obj, None, opts)
-        await self._admit(strategy, attrs)
+        m = await self._admit_create(rt, strategy, attrs, m)
         self._validate(rt, strategy, obj, None)
         self._check_size(rt, obj)
         await self._admit_validate(attrs, opts)

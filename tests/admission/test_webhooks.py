@@ -334,3 +334,23 @@ async def test_patch_decodes_base64_json(registry: Registry) -> None:
         ):
             await registry.create(rt, "default", cm("p"))
         assert json.dumps(registry.try_get(rt, "default", "p")) == "null"
+
+
+async def test_a_patch_may_not_rename_the_object(registry: Registry) -> None:
+    def rename(path: str, review: dict[str, Any]) -> Any:
+        return json_patch(
+            review["request"]["uid"],
+            [{"op": "replace", "path": "/metadata/name", "value": "other"}],
+        )
+
+    with WebhookServer(rename) as srv:
+        await configure(
+            registry, "MutatingWebhookConfiguration", "r", hook("rename.example.com", srv)
+        )
+        rt = registry.catalog.get("", "v1", "configmaps")
+        with pytest.raises(
+            errors.Invalid, match="metadata.name: Invalid value: field is immutable"
+        ):
+            await registry.create(rt, "default", cm("orig"))
+        assert registry.try_get(rt, "default", "orig") is None
+        assert registry.try_get(rt, "default", "other") is None
