@@ -354,3 +354,45 @@ async def test_a_patch_may_not_rename_the_object(registry: Registry) -> None:
             await registry.create(rt, "default", cm("orig"))
         assert registry.try_get(rt, "default", "orig") is None
         assert registry.try_get(rt, "default", "other") is None
+
+
+async def test_connect_and_delete_reach_webhooks(registry: Registry) -> None:
+    def no_exec(path: str, review: dict[str, Any]) -> Any:
+        req = review["request"]
+        if req["operation"] == "CONNECT":
+            assert req["object"]["kind"] == "PodExecOptions"
+            return deny(req["uid"], f"no exec into {req['name']}")
+        assert req["operation"] == "DELETE" and req["object"] is None
+        return deny(req["uid"], f"keep {req['oldObject']['metadata']['name']}")
+
+    with WebhookServer(no_exec) as srv:
+        wh = hook("guard.example.com", srv)
+        wh["rules"] = [
+            {
+                "operations": ["CONNECT"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods/exec"],
+            },
+            {
+                "operations": ["DELETE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["configmaps"],
+            },
+        ]
+        await configure(registry, "ValidatingWebhookConfiguration", "g", wh)
+        pods = registry.catalog.get("", "v1", "pods")
+        opts = {"kind": "PodExecOptions", "apiVersion": "v1", "command": ["sh"]}
+        with pytest.raises(errors.ApiError, match="denied the request: no exec into web"):
+            await registry.admit_connect(pods, "default", "web", "exec", opts, None)
+        # attach is not pods/exec: allowed without a call.
+        await registry.admit_connect(
+            pods, "default", "web", "attach", {"kind": "PodAttachOptions"}, None
+        )
+        rt = registry.catalog.get("", "v1", "configmaps")
+        await registry.create(rt, "default", cm("kept"))
+        with pytest.raises(errors.ApiError, match="denied the request: keep kept"):
+            await registry.delete(rt, "default", "kept")
+        assert registry.try_get(rt, "default", "kept") is not None
+        assert len(srv.requests) == 2
