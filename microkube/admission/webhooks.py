@@ -283,9 +283,11 @@ class _Dispatcher:
             return []
         return self.configurations.webhooks(mutating)
 
-    async def call(self, wh: Webhook, attrs: Attributes) -> tuple[dict[str, Any] | None, str]:
+    async def call(
+        self, wh: Webhook, attrs: Attributes, gvr: GroupVersionResource | None = None
+    ) -> tuple[dict[str, Any] | None, str]:
         """(response or None when not matched, review version); raises _CallFailed/denial errors."""
-        gvr = self._matches(wh, attrs)
+        gvr = gvr or self._matches(wh, attrs)
         if gvr is None:
             return None, ""
         if attrs.dry_run and wh.side_effects not in ("None", "NoneOnDryRun"):
@@ -400,11 +402,30 @@ class ValidatingWebhooks(_Dispatcher):
         return bool(self.candidates(attrs, False))
 
     async def validate(self, attrs: Attributes) -> None:
-        hooks = self.candidates(attrs, False)
-        results = await asyncio.gather(
-            *(self.call(wh, attrs) for wh in hooks), return_exceptions=True
-        )
         first: BaseException | None = None
+        matched: list[tuple[Webhook, GroupVersionResource]] = []
+        for wh in self.candidates(attrs, False):
+            try:
+                gvr = self._matches(wh, attrs)
+            except _CallFailed as exc:
+                try:
+                    await self.failed(wh, attrs, str(exc))
+                except errors.ApiError as err:
+                    first = first or err
+                continue
+            if gvr is not None:
+                matched.append((wh, gvr))
+        hooks = [wh for wh, _ in matched]
+        results: list[Any] = []
+        if len(matched) == 1:
+            try:
+                results = [await self.call(hooks[0], attrs, matched[0][1])]
+            except Exception as exc:  # handled below, as gather's return_exceptions does
+                results = [exc]
+        elif matched:
+            results = await asyncio.gather(
+                *(self.call(wh, attrs, gvr) for wh, gvr in matched), return_exceptions=True
+            )
         for wh, res in zip(hooks, results, strict=True):
             if isinstance(res, _CallFailed):
                 try:
