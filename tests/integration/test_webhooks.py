@@ -135,6 +135,26 @@ def test_kubectl_sees_denials_warnings_and_mutations(kubectl: Kubectl, configure
     kubectl("create", "configmap", "forbidden-elsewhere")
 
 
+@pytest.mark.parametrize("version", ["1.27", "1.33"])
+def test_older_and_newer_kubectl_print_the_denial(
+    version: str, kubectl: Kubectl, configured: str, tmp_path: Path
+) -> None:
+    binary = kubectl_binary(version)
+    if binary is None:
+        pytest.skip(f"kubectl {version} is not installed")
+    k = Kubectl(binary, kubectl.kubeconfig, tmp_path / "home")
+    doc = json.dumps(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "forbidden-" + version}}
+    )
+    p = k("-n", configured, "apply", "-f", "-", input=doc, check=False)
+    assert p.returncode == 1
+    assert (
+        'admission webhook "names.example.com" denied the request: the name forbidden-' in p.stderr
+    )
+    out = k("explain", "validatingwebhookconfiguration.webhooks.failurePolicy").stdout
+    assert "failurePolicy" in out
+
+
 def test_python_client_sees_the_same(server: Server, configured: str, tmp_path: Path) -> None:
     from kubernetes import client, config
 
