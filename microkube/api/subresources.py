@@ -172,7 +172,12 @@ async def scale(request: Request, ctx: ApiContext, info: RequestInfo, rt: Resour
         updated: dict[str, Any] | None = mutate(current)
     else:
         updated = await reg.guaranteed_update(
-            rt, info.namespace, info.name, mutate, field_manager=opts.field_manager
+            rt,
+            info.namespace,
+            info.name,
+            mutate,
+            field_manager=opts.field_manager,
+            user=opts.user,
         )
     assert updated is not None
     return negotiation.respond(request, _scale_of(rt, updated))

@@ -707,6 +707,7 @@ class Registry:
         subresource: str = "",
         field_manager: str = "",
         attempts: int = 10,
+        user: admission_attrs.UserInfo | None = None,
     ) -> dict[str, Any] | None:
         """Read-modify-write with retries on conflict (for in-process controllers).
 
@@ -722,7 +723,10 @@ class Registry:
                 return obj
             try:
                 return await self._write_update(
-                    rt, kv, new, WriteOptions(field_manager=field_manager, subresource=subresource)
+                    rt,
+                    kv,
+                    new,
+                    WriteOptions(field_manager=field_manager, subresource=subresource, user=user),
                 )
             except errors.Conflict:
                 continue
