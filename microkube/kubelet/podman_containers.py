@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from microkube.kubelet import k8sfile
 from microkube.kubelet import podman_stream as ps
 from microkube.kubelet import runtime as rt
 
@@ -348,9 +350,33 @@ class ContainerOps:
         tail: int | None = None,
         timestamps: bool = False,
     ) -> AsyncIterator[rt.LogLine]:
-        # Timestamps are always requested so LogLine.timestamp is filled;
         # ``timestamps`` only matters to callers formatting the lines.
         del timestamps
+        info = await self._run(partial(self._get, f"/containers/{container_id}/json"))
+        log_config = (info.get("HostConfig") or {}).get("LogConfig") or {}
+        path = log_config.get("Path") or info.get("LogPath") or ""
+        readable = bool(path) and await asyncio.to_thread(os.access, path, os.R_OK)
+        if log_config.get("Type") == "k8s-file" and readable:
+
+            async def alive() -> bool:
+                try:
+                    return (await self.container_status(container_id)).state == "running"
+                except rt.ContainerRuntimeError:
+                    return False
+
+            async for line in k8sfile.read(
+                Path(path), parse_time, follow=follow, since=since, tail=tail, alive=alive
+            ):
+                yield line
+            return
+        async for line in self._api_logs(container_id, follow=follow, since=since, tail=tail):
+            yield line
+
+    async def _api_logs(
+        self, container_id: str, *, follow: bool, since: datetime | None, tail: int | None
+    ) -> AsyncIterator[rt.LogLine]:
+        """Fallback through Podman's logs endpoint: one frame is one record, and a record
+        without its newline is a fragment of the next one (second-resolution times)."""
         params = "stdout=true&stderr=true&timestamps=true"
         params += f"&follow={'true' if follow else 'false'}"
         if since is not None:
@@ -361,19 +387,20 @@ class ContainerOps:
             self.socket_path, "GET", f"/containers/{container_id}/logs?{params}"
         )
         demux = ps.Demuxer(resp.read_some, tty=False)
-        pending: dict[rt.Stream, bytes] = {"stdout": b"", "stderr": b""}
+        joiner = k8sfile.Joiner()
         try:
             while (chunk := await demux.next()) is not None:
                 stream, data = chunk
-                buf = pending[stream] + data
-                *lines, pending[stream] = buf.split(b"\n")
-                for line in lines:
-                    item = _log_line(stream, line + b"\n")
-                    if since is None or item.timestamp is None or item.timestamp >= since:
-                        yield item
-            for stream, rest in pending.items():
-                if rest:
-                    yield _log_line(stream, rest)
+                item = _log_line(stream, data)
+                partial_line = not item.data.endswith(b"\n")
+                rec = k8sfile.Record(item.timestamp, stream, partial_line, item.data.rstrip(b"\n"))
+                line = joiner.feed(rec)
+                if line is not None and (
+                    since is None or line.timestamp is None or line.timestamp >= since
+                ):
+                    yield line
+            for line in joiner.flush():
+                yield line
         finally:
             resp.close()
 
