@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 from microkube.kubelet import k8sfile
 from microkube.kubelet import podman_stream as ps
 from microkube.kubelet import runtime as rt
+from microkube.kubelet.oomwatch import OomWatch
 
 T = TypeVar("T")
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?")
@@ -99,6 +101,7 @@ class ContainerOps:
     _post: Callable[..., Any]
     _delete: Callable[..., None]
     _labels: Callable[..., dict[str, str]]
+    _oom: OomWatch
     _inspected: dict[str, tuple[tuple[Any, ...], rt.ContainerStatus]]
     """Container id → (list-entry state key, status from the last inspect)."""
     _sandbox_labels: dict[str, tuple[str, dict[str, str]]]
@@ -169,7 +172,26 @@ class ContainerOps:
         return str(created["Id"])
 
     async def start_container(self, container_id: str) -> None:
+        # init creates the cgroup with the process not yet running, so the OOM watch
+        # is armed before the first allocation; then start runs it.
+        await self._run(partial(self._post, f"/containers/{container_id}/init"))
+        state = (await self.inspect_state(container_id)) or {}
+        cgroup = state.get("CgroupPath") or ""
+        if not cgroup and state.get("Pid"):  # not reported before start
+            cgroup = await asyncio.to_thread(self._oom.cgroup_of, int(state["Pid"]))
+        self._oom.arm(container_id, cgroup)
         await self._run(partial(self._post, f"/containers/{container_id}/start"))
+
+    async def inspect_state(self, container_id: str) -> dict[str, Any]:
+        info = await self._run(partial(self._get, f"/containers/{container_id}/json"))
+        return dict(info.get("State") or {})
+
+    def _with_oom(self, status: rt.ContainerStatus) -> rt.ContainerStatus:
+        """Podman's OOMKilled, or our own cgroup watch's, for a container killed with 137."""
+        if status.state == "exited" and status.exit_code == 137 and not status.oom_killed:
+            if self._oom.oom_killed(status.id):
+                status = dataclasses.replace(status, oom_killed=True, reason="OOMKilled")
+        return status
 
     async def stop_container(self, container_id: str, grace_period: float) -> None:
         """SIGTERM, then SIGKILL after ``grace_period`` seconds (Podman's stop)."""
@@ -180,6 +202,7 @@ class ContainerOps:
     async def remove_container(self, container_id: str) -> None:
         await self._run(partial(self._force_remove_container, container_id))
         self._inspected.pop(container_id, None)
+        self._oom.forget(container_id)
 
     def _force_remove_container(self, container_id: str) -> None:
         # Kill first: a forced delete would otherwise wait the 10 s stop timeout.
@@ -198,7 +221,7 @@ class ContainerOps:
 
     async def container_status(self, container_id: str) -> rt.ContainerStatus:
         info = await self._run(partial(self._get, f"/containers/{container_id}/json"))
-        return _status_from_inspect(info)
+        return self._with_oom(_status_from_inspect(info))
 
     async def list_containers(
         self, labels: dict[str, str] | None = None, *, sandbox_id: str | None = None
@@ -219,7 +242,8 @@ class ContainerOps:
                     out.append(copy.copy(cached[1]))
                     continue
                 try:
-                    status = _status_from_inspect(self._get(f"/containers/{c['Id']}/json"))
+                    info = self._get(f"/containers/{c['Id']}/json")
+                    status = self._with_oom(_status_from_inspect(info))
                 except rt.RuntimeNotFound:
                     continue
                 self._inspected[c["Id"]] = (key, status)

@@ -518,3 +518,25 @@ def test_partial_writes_are_one_log_line(env: Env) -> None:
         assert [x.data async for x in r.logs(cid, since=lines[1].timestamp)][0] == b"full\n"
 
     env.run(body)
+
+
+def test_memory_cgroup_kill_is_oomkilled(env: Env) -> None:
+    async def body(r: PodmanRuntime) -> None:
+        sb = await r.create_pod_sandbox(_sandbox(env, "oom"))
+        cid = await r.create_container(
+            sb.id,
+            rt.ContainerConfig(
+                name="oom",
+                image=env.image,
+                # tail keeps the whole newline-less stream in memory until the cgroup kills it
+                command=["tail", "/dev/zero"],
+                memory_limit_bytes=16 * 1024 * 1024,
+            ),
+        )
+        await r.start_container(cid)
+        st = await _wait_exited(r, cid)
+        assert (st.exit_code, st.reason, st.oom_killed) == (137, "OOMKilled", True)
+        [listed] = [c for c in await r.list_containers() if c.id == cid]
+        assert (listed.reason, listed.oom_killed) == ("OOMKilled", True)
+
+    env.run(body)
