@@ -106,7 +106,9 @@ class Kubelet(
         self.sandbox_check = sandbox_check
         self.pods_rt = registry.catalog.get("", "v1", "pods")
         self.nodes_rt = registry.catalog.get("", "v1", "nodes")
-        self.recorder = events.EventRecorder.for_registry(registry, "kubelet", host=node_name, clock=self.now)
+        self.recorder = events.EventRecorder.for_registry(
+            registry, "kubelet", host=node_name, clock=self.now
+        )
         self.volumes = volumes.VolumeManager(
             registry, Path(state_dir) / "pods", tokens=tokens, ca_pem=ca_pem
         )

@@ -32,6 +32,7 @@ import podman
 import podman.errors
 
 from microkube.kubelet import runtime as rt
+from microkube.kubelet.oomwatch import OomWatch
 from microkube.kubelet.podman_containers import ContainerOps, label_filter, parse_time
 
 T = TypeVar("T")
@@ -49,6 +50,7 @@ class PodmanRuntime(ContainerOps):
         self._limiter = anyio.CapacityLimiter(max_threads)
         self._inspected: dict[str, tuple[tuple[Any, ...], rt.ContainerStatus]] = {}
         self._sandbox_labels: dict[str, tuple[str, dict[str, str]]] = {}
+        self._oom = OomWatch()
 
     # -- plumbing -------------------------------------------------------
 
@@ -108,6 +110,7 @@ class PodmanRuntime(ContainerOps):
         return str(info.get("Version", ""))
 
     async def close(self) -> None:
+        self._oom.close()
         self._client.close()
 
     # -- networks and images ---------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,8 +21,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from microkube.kubelet import k8sfile
 from microkube.kubelet import podman_stream as ps
 from microkube.kubelet import runtime as rt
+from microkube.kubelet.oomwatch import OomWatch
 
 T = TypeVar("T")
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?")
@@ -97,6 +101,7 @@ class ContainerOps:
     _post: Callable[..., Any]
     _delete: Callable[..., None]
     _labels: Callable[..., dict[str, str]]
+    _oom: OomWatch
     _inspected: dict[str, tuple[tuple[Any, ...], rt.ContainerStatus]]
     """Container id → (list-entry state key, status from the last inspect)."""
     _sandbox_labels: dict[str, tuple[str, dict[str, str]]]
@@ -167,7 +172,26 @@ class ContainerOps:
         return str(created["Id"])
 
     async def start_container(self, container_id: str) -> None:
+        # init creates the cgroup with the process not yet running, so the OOM watch
+        # is armed before the first allocation; then start runs it.
+        await self._run(partial(self._post, f"/containers/{container_id}/init"))
+        state = (await self.inspect_state(container_id)) or {}
+        cgroup = state.get("CgroupPath") or ""
+        if not cgroup and state.get("Pid"):  # not reported before start
+            cgroup = await asyncio.to_thread(self._oom.cgroup_of, int(state["Pid"]))
+        self._oom.arm(container_id, cgroup)
         await self._run(partial(self._post, f"/containers/{container_id}/start"))
+
+    async def inspect_state(self, container_id: str) -> dict[str, Any]:
+        info = await self._run(partial(self._get, f"/containers/{container_id}/json"))
+        return dict(info.get("State") or {})
+
+    def _with_oom(self, status: rt.ContainerStatus) -> rt.ContainerStatus:
+        """Podman's OOMKilled, or our own cgroup watch's, for a container killed with 137."""
+        if status.state == "exited" and status.exit_code == 137 and not status.oom_killed:
+            if self._oom.oom_killed(status.id):
+                status = dataclasses.replace(status, oom_killed=True, reason="OOMKilled")
+        return status
 
     async def stop_container(self, container_id: str, grace_period: float) -> None:
         """SIGTERM, then SIGKILL after ``grace_period`` seconds (Podman's stop)."""
@@ -178,6 +202,7 @@ class ContainerOps:
     async def remove_container(self, container_id: str) -> None:
         await self._run(partial(self._force_remove_container, container_id))
         self._inspected.pop(container_id, None)
+        self._oom.forget(container_id)
 
     def _force_remove_container(self, container_id: str) -> None:
         # Kill first: a forced delete would otherwise wait the 10 s stop timeout.
@@ -196,7 +221,7 @@ class ContainerOps:
 
     async def container_status(self, container_id: str) -> rt.ContainerStatus:
         info = await self._run(partial(self._get, f"/containers/{container_id}/json"))
-        return _status_from_inspect(info)
+        return self._with_oom(_status_from_inspect(info))
 
     async def list_containers(
         self, labels: dict[str, str] | None = None, *, sandbox_id: str | None = None
@@ -217,7 +242,8 @@ class ContainerOps:
                     out.append(copy.copy(cached[1]))
                     continue
                 try:
-                    status = _status_from_inspect(self._get(f"/containers/{c['Id']}/json"))
+                    info = self._get(f"/containers/{c['Id']}/json")
+                    status = self._with_oom(_status_from_inspect(info))
                 except rt.RuntimeNotFound:
                     continue
                 self._inspected[c["Id"]] = (key, status)
@@ -348,9 +374,33 @@ class ContainerOps:
         tail: int | None = None,
         timestamps: bool = False,
     ) -> AsyncIterator[rt.LogLine]:
-        # Timestamps are always requested so LogLine.timestamp is filled;
         # ``timestamps`` only matters to callers formatting the lines.
         del timestamps
+        info = await self._run(partial(self._get, f"/containers/{container_id}/json"))
+        log_config = (info.get("HostConfig") or {}).get("LogConfig") or {}
+        path = log_config.get("Path") or info.get("LogPath") or ""
+        readable = bool(path) and await asyncio.to_thread(os.access, path, os.R_OK)
+        if log_config.get("Type") == "k8s-file" and readable:
+
+            async def alive() -> bool:
+                try:
+                    return (await self.container_status(container_id)).state == "running"
+                except rt.ContainerRuntimeError:
+                    return False
+
+            async for line in k8sfile.read(
+                Path(path), parse_time, follow=follow, since=since, tail=tail, alive=alive
+            ):
+                yield line
+            return
+        async for line in self._api_logs(container_id, follow=follow, since=since, tail=tail):
+            yield line
+
+    async def _api_logs(
+        self, container_id: str, *, follow: bool, since: datetime | None, tail: int | None
+    ) -> AsyncIterator[rt.LogLine]:
+        """Fallback through Podman's logs endpoint: one frame is one record, and a record
+        without its newline is a fragment of the next one (second-resolution times)."""
         params = "stdout=true&stderr=true&timestamps=true"
         params += f"&follow={'true' if follow else 'false'}"
         if since is not None:
@@ -361,19 +411,20 @@ class ContainerOps:
             self.socket_path, "GET", f"/containers/{container_id}/logs?{params}"
         )
         demux = ps.Demuxer(resp.read_some, tty=False)
-        pending: dict[rt.Stream, bytes] = {"stdout": b"", "stderr": b""}
+        joiner = k8sfile.Joiner()
         try:
             while (chunk := await demux.next()) is not None:
                 stream, data = chunk
-                buf = pending[stream] + data
-                *lines, pending[stream] = buf.split(b"\n")
-                for line in lines:
-                    item = _log_line(stream, line + b"\n")
-                    if since is None or item.timestamp is None or item.timestamp >= since:
-                        yield item
-            for stream, rest in pending.items():
-                if rest:
-                    yield _log_line(stream, rest)
+                item = _log_line(stream, data)
+                partial_line = not item.data.endswith(b"\n")
+                rec = k8sfile.Record(item.timestamp, stream, partial_line, item.data.rstrip(b"\n"))
+                line = joiner.feed(rec)
+                if line is not None and (
+                    since is None or line.timestamp is None or line.timestamp >= since
+                ):
+                    yield line
+            for line in joiner.flush():
+                yield line
         finally:
             resp.close()
 

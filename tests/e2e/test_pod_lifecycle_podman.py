@@ -402,3 +402,46 @@ def test_podman_service_death_is_survived(server: Server, kubectl: Kubectl) -> N
     assert after["containerID"] == before["containerID"] and after["restartCount"] == 0
     assert kubectl("exec", "steady", "--", "echo", "still-here").stdout == "still-here\n"
     kubectl("delete", "pod", "steady", "newcomer", "--wait=false")
+
+
+def test_logs_of_partial_writes_are_whole_lines(kubectl: Kubectl) -> None:
+    script = 'printf "a "; sleep 1; printf "b\\n"; echo full; printf "c "; printf "d\\n"'
+    apply(kubectl, pod_manifest("partial", sh_container("c", script), restartPolicy="Never"))
+    wait_for(kubectl, "partial", lambda p: p.get("status", {}).get("phase") == "Succeeded")
+    assert kubectl("logs", "partial").stdout == "a b\nfull\nc d\n"
+    assert kubectl("logs", "partial", "--tail=1").stdout == "c d\n"
+    assert kubectl("logs", "partial", "--limit-bytes=6").stdout == "a b\nfu"
+    stamped = kubectl("logs", "partial", "--timestamps").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["a b", "full", "c d"]
+    first, second = (datetime.fromisoformat(line.split(" ")[0][:26]) for line in stamped[:2])
+    assert (second - first).total_seconds() >= 0.9  # "a b" carries its first fragment's time
+    assert kubectl("logs", "-f", "partial").stdout == "a b\nfull\nc d\n"
+    kubectl("delete", "pod", "partial", "--wait=false")
+
+
+def test_memory_limit_kill_shows_oomkilled(kubectl: Kubectl) -> None:
+    hog = sh_container(
+        "hog", "tail /dev/zero", resources={"limits": {"memory": "16Mi", "cpu": "500m"}}
+    )
+    apply(kubectl, pod_manifest("hog", hog, restartPolicy="Never"))
+    p = wait_for(kubectl, "hog", lambda p: p.get("status", {}).get("phase") == "Failed")
+    terminated = p["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137)
+    assert "OOMKilled" in kubectl("get", "pod", "hog").stdout
+    kubectl("delete", "pod", "hog", "--wait=false")
+
+
+def test_oomkilled_restart_is_last_state(kubectl: Kubectl) -> None:
+    hog = sh_container("hog", "tail /dev/zero", resources={"limits": {"memory": "16Mi"}})
+    apply(kubectl, pod_manifest("hog-restart", hog))
+    p = wait_for(
+        kubectl,
+        "hog-restart",
+        lambda p: any(
+            c.get("lastState", {}).get("terminated")
+            for c in p.get("status", {}).get("containerStatuses", [])
+        ),
+    )
+    last = p["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert (last["reason"], last["exitCode"]) == ("OOMKilled", 137)
+    kubectl("delete", "pod", "hog-restart", "--wait=false")

@@ -483,3 +483,60 @@ def test_a_service_left_by_a_killed_microkube_is_replaced(tmp_path: Path) -> Non
     finally:
         second.close()
     assert not (tmp_path / "podman" / "service.pid").exists()
+
+
+def test_partial_writes_are_one_log_line(env: Env) -> None:
+    script = 'printf "a "; sleep 1; printf "b\\n"; echo full; printf "c "; echo d >&2; printf "e"'
+
+    async def body(r: PodmanRuntime) -> None:
+        sb = await r.create_pod_sandbox(_sandbox(env, "partial"))
+        cid = await r.create_container(
+            sb.id, rt.ContainerConfig(name="c", image=env.image, command=["sh", "-c", script])
+        )
+        await r.start_container(cid)
+        followed = [line async for line in r.logs(cid, follow=True)]
+        st = await _wait_exited(r, cid)
+        assert st.exit_code == 0
+        lines = [line async for line in r.logs(cid)]
+        assert [(x.stream, x.data) for x in lines] == [
+            ("stdout", b"a b\n"),
+            ("stdout", b"full\n"),
+            ("stdout", b"c e"),  # stdout's fragments join across stderr's line
+            ("stderr", b"d\n"),
+        ] or [(x.stream, x.data) for x in lines] == [
+            ("stdout", b"a b\n"),
+            ("stdout", b"full\n"),
+            ("stderr", b"d\n"),
+            ("stdout", b"c e"),
+        ]
+        assert sorted(x.data for x in followed) == sorted(x.data for x in lines)
+        first = lines[0].timestamp
+        assert first is not None and first.microsecond != 0  # the file's sub-second time
+        # the first fragment's time: a second before "full" was written
+        assert lines[1].timestamp is not None and (lines[1].timestamp - first).total_seconds() >= 1
+        assert [x.data async for x in r.logs(cid, tail=3)][0] == b"full\n"
+        assert [x.data async for x in r.logs(cid, since=lines[1].timestamp)][0] == b"full\n"
+
+    env.run(body)
+
+
+def test_memory_cgroup_kill_is_oomkilled(env: Env) -> None:
+    async def body(r: PodmanRuntime) -> None:
+        sb = await r.create_pod_sandbox(_sandbox(env, "oom"))
+        cid = await r.create_container(
+            sb.id,
+            rt.ContainerConfig(
+                name="oom",
+                image=env.image,
+                # tail keeps the whole newline-less stream in memory until the cgroup kills it
+                command=["tail", "/dev/zero"],
+                memory_limit_bytes=16 * 1024 * 1024,
+            ),
+        )
+        await r.start_container(cid)
+        st = await _wait_exited(r, cid)
+        assert (st.exit_code, st.reason, st.oom_killed) == (137, "OOMKilled", True)
+        [listed] = [c for c in await r.list_containers() if c.id == cid]
+        assert (listed.reason, listed.oom_killed) == ("OOMKilled", True)
+
+    env.run(body)
