@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.integration.conftest import make_kubectl, serve
 from tests.support.server import Kubectl, Server, kubectl_binary
 from tests.support.webhooks import WebhookServer, allow, deny, json_patch
 
@@ -52,17 +53,13 @@ def hooks() -> Iterator[WebhookServer]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("mk")
-    srv = Server(base / "state", extra_args=["--no-registry", "--runtime", "none"]).start()
-    yield srv
-    srv.stop()
+    yield from serve(tmp_path_factory, "none")
 
 
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    binary = kubectl_binary("1.32") or "/usr/bin/kubectl"
     d = tmp_path_factory.mktemp("kc")
-    return Kubectl(binary, server.kubeconfig(d), d / "home")
+    return make_kubectl("1.32", server.kubeconfig(d), d / "home")
 
 
 def configs(srv: WebhookServer, namespace: str) -> list[dict[str, Any]]:

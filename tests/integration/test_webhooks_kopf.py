@@ -19,7 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.server import Kubectl, Server, free_port, kubectl_binary
+from tests.integration.conftest import make_kubectl, serve
+from tests.support.server import Kubectl, Server, free_port
 from tests.support.webhooks import make_ca_and_cert
 
 pytest.importorskip("kopf")
@@ -60,17 +61,13 @@ def stamp(patch, **_):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("mk")
-    srv = Server(base / "state", extra_args=["--no-registry", "--runtime", "none"]).start()
-    yield srv
-    srv.stop()
+    yield from serve(tmp_path_factory, "none")
 
 
 @pytest.fixture(scope="module")
 def kubectl(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    binary = kubectl_binary("1.32") or "/usr/bin/kubectl"
     d = tmp_path_factory.mktemp("kc")
-    return Kubectl(binary, server.kubeconfig(d), d / "home")
+    return make_kubectl("1.32", server.kubeconfig(d), d / "home")
 
 
 @pytest.fixture(scope="module")
